@@ -1,0 +1,1 @@
+"""Eval: QA sets, metrics, the LoRA baseline, the systems under comparison, reports and benchmarks."""

@@ -1,0 +1,1 @@
+"""Ingest: load a folder -> documents -> chunks -> embeddings -> catalog + FAISS index (incremental, atomic)."""

@@ -1,0 +1,1 @@
+"""RAG: permissions, retrieval, prompting, generation, the answer pipeline and the click CLI."""
