@@ -1,0 +1,254 @@
+"""Incremental indexing: bring an index in step with a folder, embedding only what changed.
+
+A file is unchanged when its mtime and size match the catalog (no read at all), or when its content hash does.
+Changed files are re-chunked and re-embedded, deleted files leave the catalog and FAISS, and a policy change
+only rewrites the documents' principals. Nothing changed means nothing written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import FORMAT_VERSION
+from .chunking import Chunker
+from .embedding import Embedder
+from .errors import EmbedderMismatchError, UsageError
+from .loaders import LoadError, discover, load_file
+from .policy import find_policy
+from .store import GenerationWriter, current_generation, open_index, writer_lock
+from .types import Chunk, Skipped
+
+EMBED_BATCH = 256  # chunks per progress step; sentence-transformers batches further inside
+
+
+@dataclass
+class IndexReport:
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    documents: int = 0
+    chunks: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    permissions_changed: int = 0
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+    wrote_generation: str | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["skipped"] = [asdict(s) for s in self.skipped]
+        return data
+
+
+@dataclass
+class _Pending:
+    source: str
+    hash: str
+    mtime_ns: int
+    size: int
+    chunks: list[Chunk]
+    replaces: int | None  # the catalog id of the previous version, if any
+
+
+def index_folder(
+    folder: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    acl: Path | None = None,
+    rebuild: bool = False,
+    chunk_size: int | None = None,
+    overlap: int | None = None,
+    vector_kind: str = "flat",
+    progress: bool | None = None,
+) -> IndexReport:
+    started = time.perf_counter()
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder; give the folder of documents to index")
+    folder = folder.resolve()
+    index_dir = Path(index_dir).expanduser().resolve()
+    policy = find_policy(folder, Path(acl).resolve() if acl else None)
+    show = sys.stderr.isatty() if progress is None else progress
+
+    with writer_lock(index_dir):
+        live = None if rebuild or current_generation(index_dir) is None else open_index(index_dir)
+        try:
+            previous = live.catalog.documents() if live else {}
+            params = _check_compatible(live, embedder, chunk_size, overlap)
+        finally:
+            if live:
+                live.close()
+        chunker = Chunker(embedder.token_len, params["chunk_size"], params["overlap"])
+        excluded = [index_dir] + ([Path(acl).resolve()] if acl else [])
+        sources, skipped = discover(folder, excluded=excluded)
+        report = IndexReport(skipped=list(skipped))
+
+        pending: list[_Pending] = []
+        stat_only: dict[int, tuple[int, int]] = {}
+        kept: set[str] = set()
+        for source in _progress(sources, show, "Reading"):
+            path = folder / source
+            stat = path.stat()
+            old = previous.get(source)
+            kept.add(source)
+            if old and old.mtime_ns == stat.st_mtime_ns and old.size == stat.st_size:
+                report.unchanged += 1
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if old and old.hash == digest:
+                report.unchanged += 1
+                stat_only[old.id] = (stat.st_mtime_ns, stat.st_size)
+                continue
+            try:
+                document = load_file(folder, source)
+                chunks = chunker.split(document)
+            except LoadError as err:
+                report.skipped.append(Skipped(source, str(err)))
+                if old:  # keep the last good version rather than lose it; the next run retries
+                    report.unchanged += 1
+                continue
+            if not chunks:
+                report.skipped.append(Skipped(source, "no text to index"))
+                continue
+            pending.append(_Pending(source, digest, stat.st_mtime_ns, stat.st_size, chunks, old.id if old else None))
+
+        deleted = [record for source, record in previous.items() if source not in kept]
+        principals = {source: policy.principals_for(source) for source in kept}
+        changed_permissions = [
+            (previous[s].id, principals[s]) for s in kept if s in previous and previous[s].principals != principals[s]
+        ]
+        report.permissions_changed = len(changed_permissions)
+        report.added = sum(1 for p in pending if p.replaces is None)
+        report.updated = len(pending) - report.added
+        report.deleted = len(deleted)
+
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "embedder": embedder.name,
+            "dimension": embedder.dimension,
+            "chunk_size": params["chunk_size"],
+            "overlap": params["overlap"],
+            "folder": str(folder),
+            "policy": {
+                "open": policy.is_open,
+                "source": policy.source,
+                "fingerprint": policy.fingerprint(),
+                "default": policy.default,
+                "coverage": policy.rule_coverage(sorted(kept)),
+            },
+            "groups": policy.groups,
+        }
+        nothing_to_do = not (pending or deleted or stat_only or changed_permissions)
+        if nothing_to_do and not rebuild and live is not None and _meta_unchanged(index_dir, meta):
+            _finish(report, index_dir, started)
+            return report
+
+        writer = GenerationWriter(index_dir, embedder.dimension, kind=vector_kind, rebuild=rebuild or live is None)
+        try:
+            with writer.catalog.transaction():
+                _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report)
+                for key, value in meta.items():
+                    writer.catalog.set_meta(key, value)
+                writer.catalog.set_meta("vector_kind", writer.vectors.kind)
+                writer.catalog.set_meta("indexed_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        report.wrote_generation = writer.name
+        _finish(report, index_dir, started)
+        return report
+
+
+def _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report) -> None:
+    catalog, vectors = writer.catalog, writer.vectors
+    removed: list[int] = []
+    for record in deleted:
+        removed += catalog.delete_document(record.id)
+    for item in pending:
+        if item.replaces is not None:
+            removed += catalog.delete_document(item.replaces)
+    if removed:
+        vectors.remove(np.asarray(removed, dtype=np.int64))
+    for doc_id, (mtime_ns, size) in stat_only.items():
+        catalog.update_stat(doc_id, mtime_ns, size)
+    for doc_id, new_principals in changed_permissions:
+        catalog.set_principals(doc_id, new_principals)
+
+    ids: list[int] = []
+    texts: list[str] = []
+    next_id = catalog.next_chunk_id()
+    for item in pending:
+        doc_id = catalog.add_document(item.source, item.hash, item.mtime_ns, item.size, principals[item.source])
+        ids += catalog.add_chunks(doc_id, next_id, item.chunks)
+        next_id += len(item.chunks)
+        texts += [embedding_text(item.source, chunk) for chunk in item.chunks]
+    batches = range(0, len(texts), EMBED_BATCH)
+    for start in _progress(batches, show and len(texts) > EMBED_BATCH, "Embedding", unit_scale=EMBED_BATCH):
+        batch_ids = np.asarray(ids[start : start + EMBED_BATCH], dtype=np.int64)
+        vectors.add(batch_ids, embedder.embed(texts[start : start + EMBED_BATCH]))
+    report.chunks_embedded = len(texts)
+
+
+def embedding_text(source: str, chunk: Chunk) -> str:
+    """What gets embedded: the document's name and heading path give a chunk its context."""
+    title = Path(source).stem.replace("_", " ").replace("-", " ")
+    context = f"{title} > {chunk.heading}" if chunk.heading else title
+    return f"{context}\n{chunk.text}"
+
+
+def _check_compatible(live, embedder: Embedder, chunk_size, overlap) -> dict:
+    from .chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
+
+    if live is None:
+        return {"chunk_size": chunk_size or DEFAULT_CHUNK_TOKENS, "overlap": overlap if overlap is not None else DEFAULT_OVERLAP_TOKENS}
+    built_with = live.meta("embedder")
+    if built_with != embedder.name or live.meta("dimension") != embedder.dimension:
+        raise EmbedderMismatchError(
+            f"index at {live.directory} was built with embedder {built_with!r} ({live.meta('dimension')} dims), "
+            f"not {embedder.name!r}; use --embedder {built_with} or start over with --rebuild"
+        )
+    params = {"chunk_size": live.meta("chunk_size"), "overlap": live.meta("overlap")}
+    for key, asked in (("chunk_size", chunk_size), ("overlap", overlap)):
+        if asked is not None and asked != params[key]:
+            raise UsageError(
+                f"index at {live.directory} was chunked with {key}={params[key]}, not {asked}; "
+                "changing it re-embeds everything: add --rebuild"
+            )
+    return params
+
+
+def _meta_unchanged(index_dir: Path, meta: dict) -> bool:
+    live = open_index(index_dir, check=False)
+    try:
+        # Compare as stored: the catalog keeps JSON, where tuples come back as lists.
+        return all(live.meta(key) == json.loads(json.dumps(value)) for key, value in meta.items())
+    finally:
+        live.close()
+
+
+def _finish(report: IndexReport, index_dir: Path, started: float) -> None:
+    live = open_index(index_dir, check=False)
+    try:
+        report.documents = live.catalog.document_count()
+        report.chunks = live.catalog.chunk_count()
+    finally:
+        live.close()
+    report.seconds = round(time.perf_counter() - started, 3)
+
+
+def _progress(items, show: bool, label: str, unit_scale: int = 1):
+    if not show:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=label, unit="batch" if unit_scale > 1 else "file", file=sys.stderr, leave=False)

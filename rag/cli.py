@@ -1,0 +1,194 @@
+"""The ``rag`` command line: the composition root, and the only module that imports ingest, rag and eval.
+
+Domain errors (``ingest.errors.RagError``) become one line on stderr with exit 1 (2 for usage errors); a
+traceback only with ``--debug``. Heavy libraries are imported inside the commands so ``rag --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ingest.errors import RagError, UsageError
+from ingest.paths import default_index_dir
+
+INDEX_DIR_HELP = "Index directory. Default: $RAG_INDEX_DIR, else ./.rag"
+
+
+class _Group(click.Group):
+    """Turns domain errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RagError as err:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(2 if isinstance(err, UsageError) else 1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; the previous index is intact.", err=True)
+            ctx.exit(130)
+
+
+def _index_dir_option(func):
+    return click.option(
+        "--index-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=INDEX_DIR_HELP,
+    )(func)
+
+
+def _resolve_index_dir(index_dir: Path | None) -> Path:
+    return index_dir if index_dir is not None else default_index_dir()
+
+
+def _emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="docrag")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Index a document folder, ask it questions with citations and per-user permissions, and measure RAG
+    against LoRA fine-tuning.
+
+    \b
+    Quick start:
+      rag demo                               # index the bundled corpus and ask it questions as two users
+      rag index ~/docs                       # build or update the index in ./.rag
+      rag search "travel per diem" --user alice
+      rag ask "What is the per diem for Oslo?" --user alice
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_index_dir_option
+@click.option("--acl", type=click.Path(dir_okay=False, path_type=Path), help="Permission policy (TOML). Default: PATH/.rag-acl.toml if present; without one, everything is readable by everyone.")
+@click.option("--embedder", default=None, help="sentence-transformers model name or path. Default: the bundled all-MiniLM-L6-v2.")
+@click.option("--rebuild", is_flag=True, help="Ignore the existing index and build a new one from scratch (it replaces the old one atomically).")
+@click.option("--chunk-size", type=click.IntRange(16, 8192), default=None, help="Tokens per chunk (default 200; fixed once an index exists unless --rebuild).")
+@click.option("--overlap", type=click.IntRange(0, 4096), default=None, help="Tokens shared by neighbouring chunks (default 30).")
+@click.option("--vector-index", "vector_kind", type=click.Choice(["flat", "hnsw", "ivf"]), default="flat", show_default=True, help="FAISS index type; hnsw/ivf are approximate, for very large folders.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_kind, as_json):
+    """Index the documents in PATH (incremental: adds, updates and deletes; embeds only what changed)."""
+    from ingest.embedding import load_embedder
+    from ingest.store import current_generation, open_index
+    from ingest.sync import index_folder
+
+    index_dir = _resolve_index_dir(index_dir)
+    if acl is not None and not acl.is_file():
+        raise UsageError(f"--acl {acl}: no such file")
+    if embedder is None and not rebuild and current_generation(index_dir):
+        live = open_index(index_dir, check=False)
+        embedder = live.meta("embedder")  # keep the index's own embedder unless told otherwise
+        live.close()
+    model = load_embedder(embedder)
+    report = index_folder(
+        path, index_dir, model, acl=acl, rebuild=rebuild, chunk_size=chunk_size, overlap=overlap, vector_kind=vector_kind
+    )
+    if as_json:
+        _emit_json(report.to_json())
+        return
+    click.echo(
+        f"Indexed {path} into {index_dir}: {report.added} added, {report.updated} updated, {report.deleted} deleted, "
+        f"{report.unchanged} unchanged ({report.documents} documents, {report.chunks} chunks, "
+        f"{report.chunks_embedded} embedded, {report.seconds:.1f} s)."
+    )
+    if report.permissions_changed:
+        click.echo(f"Permissions changed for {report.permissions_changed} documents (nothing re-embedded).")
+    for skipped in report.skipped:
+        click.echo(f"  skipped {skipped.path}: {skipped.reason}", err=True)
+
+
+@cli.command()
+@click.argument("query")
+@_index_dir_option
+@click.option("--user", default=None, help="Search as this user (their groups apply). Default: anonymous, who sees only documents open to everyone.")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Number of results.")
+@click.option("--embedder", default=None, help="Query embedder; must match the one that built the index (the default).")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+def search(query, index_dir, user, k, embedder, as_json):
+    """Find the chunks most similar to QUERY that the user may read."""
+    from .retrieval import Retriever
+
+    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder)
+    results = retriever.search(query, k=k, user=user)
+    if as_json:
+        _emit_json({"results": [r.to_json() for r in results]})
+        return
+    if not results:
+        click.echo("No results.")
+    for r in results:
+        where = f"{r.source}" + (f" p.{r.page}" if r.page else "")
+        snippet = " ".join(r.text.split())
+        click.echo(f"{r.rank:>2}. {r.score:.3f}  {where}  [chunk {r.chunk_id}]")
+        click.echo(f"    {snippet[:240]}{'...' if len(snippet) > 240 else ''}")
+
+
+@cli.command()
+@_index_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
+def status(index_dir, as_json):
+    """Show what an index holds: documents, chunks, embedder, and the permission policy in force."""
+    from ingest.store import open_index
+
+    index_dir = _resolve_index_dir(index_dir)
+    live = open_index(index_dir)
+    try:
+        policy = live.meta("policy", {}) or {}
+        data = {
+            "documents": live.catalog.document_count(),
+            "chunks": live.catalog.chunk_count(),
+            "embedder": live.meta("embedder"),
+            "dimension": live.meta("dimension"),
+            "acl": not policy.get("open", True),
+            "policy": policy.get("source"),
+            "default": policy.get("default"),
+            "rules": [{"rule": rule, "documents": n} for rule, n in policy.get("coverage", [])],
+            "groups": live.meta("groups", {}),
+            "folder": live.meta("folder"),
+            "index_dir": str(index_dir),
+            "generation": live.generation,
+            "indexed_at": live.meta("indexed_at"),
+            "chunk_size": live.meta("chunk_size"),
+            "overlap": live.meta("overlap"),
+            "vector_index": live.meta("vector_kind"),
+        }
+    finally:
+        live.close()
+    if as_json:
+        _emit_json(data)
+        return
+    click.echo(f"Index {index_dir} ({data['generation']}, indexed {data['indexed_at']})")
+    click.echo(f"  folder:    {data['folder']}")
+    click.echo(f"  documents: {data['documents']}   chunks: {data['chunks']}")
+    click.echo(f"  embedder:  {data['embedder']} ({data['dimension']} dims, {data['vector_index']} index)")
+    if data["acl"]:
+        click.echo(f"  policy:    {data['policy']} (default {data['default']})")
+        for rule in data["rules"]:
+            click.echo(f"    {rule['rule']}: {rule['documents']} documents")
+    else:
+        click.echo("  policy:    none; every document is readable by everyone")
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cli(prog_name="rag")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
