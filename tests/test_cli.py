@@ -1,0 +1,131 @@
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import ingest.embedding
+import rag.retrieval
+from fakes import HashEmbedder
+from rag.cli import cli
+
+
+@pytest.fixture(autouse=True)
+def fake_embedder(monkeypatch):
+    embedder = HashEmbedder()
+
+    def load(name=None, progress=None):
+        if name not in (None, embedder.name):
+            return HashEmbedder(name=name)
+        return embedder
+
+    monkeypatch.setattr(ingest.embedding, "load_embedder", load)
+    monkeypatch.setattr(rag.retrieval, "load_embedder", load)
+    return embedder
+
+
+@pytest.fixture
+def folder(tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "team").mkdir(parents=True)
+    (docs / "handbook.md").write_text("# Handbook\n\nThe office opens at 07:45 on weekdays.")
+    (docs / "team" / "roster.txt").write_text("Ingrid Solberg leads the harbour survey team.")
+    (docs / "bad.txt").write_bytes(bytes(range(256)) * 4)
+    return docs
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, list(args))
+    return result
+
+
+def test_index_json_contract(folder, tmp_path):
+    result = run("index", str(folder), "--index-dir", str(tmp_path / "idx"), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in ("added", "updated", "deleted", "unchanged", "documents", "chunks", "skipped"):
+        assert key in data
+    assert (data["added"], data["documents"]) == (2, 2)
+    assert data["skipped"][0]["path"] == "bad.txt" and data["skipped"][0]["reason"]
+
+
+def test_search_json_contract_and_default_index_dir(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "env-idx"))
+    assert run("index", str(folder)).exit_code == 0
+    assert (tmp_path / "env-idx" / "CURRENT").exists()
+    result = run("search", "harbour survey team", "-k", "1", "--json")
+    assert result.exit_code == 0, result.output
+    [hit] = json.loads(result.stdout)["results"]
+    assert set(hit) >= {"rank", "score", "source", "chunk_id", "text", "start", "end"}
+    assert hit["source"] == "team/roster.txt" and hit["rank"] == 1
+
+
+def test_status_json_contract(folder, tmp_path):
+    run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
+    result = run("status", "--index-dir", str(tmp_path / "idx"), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["documents"], data["embedder"], data["dimension"], data["acl"]) == (2, "hash-embedder", 64, False)
+    assert data["chunks"] >= 2
+
+
+def test_human_output_names_sources(folder, tmp_path):
+    run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
+    result = run("search", "office opens", "--index-dir", str(tmp_path / "idx"))
+    assert result.exit_code == 0 and "handbook.md" in result.output
+
+
+def test_missing_index_is_one_line_exit_1(tmp_path):
+    result = run("search", "anything", "--index-dir", str(tmp_path / "nothing"))
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0
+    assert "no index at" in result.output and "rag index" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_usage_errors_exit_2(tmp_path, folder):
+    assert run("index", str(tmp_path / "missing-folder")).exit_code == 2
+    assert run("search", "x", "-k", "0").exit_code == 2
+    result = run("index", str(folder), "--acl", str(tmp_path / "nope.toml"))
+    assert result.exit_code == 2 and "nope.toml" in result.output
+
+
+def test_help_is_helpful():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("index", "search", "status"):
+        assert command in result.output
+    assert "RAG_INDEX_DIR" in run("search", "--help").output
+
+
+def test_corrupt_index_is_reported_not_read(folder, tmp_path):
+    run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
+    gen = (tmp_path / "idx" / "CURRENT").read_text().strip()
+    (tmp_path / "idx" / gen / "catalog.sqlite").write_bytes(b"garbage" * 100)
+    result = run("status", "--index-dir", str(tmp_path / "idx"))
+    assert result.exit_code == 1 and "--rebuild" in result.output
+
+
+def test_real_minilm_end_to_end(tmp_path, monkeypatch):
+    """The bundled MiniLM, a real FAISS index, through the CLI."""
+    monkeypatch.undo()
+    import importlib
+
+    importlib.reload(ingest.embedding)
+    importlib.reload(rag.retrieval)
+    docs = tmp_path / "real"
+    docs.mkdir()
+    (docs / "boats.md").write_text("# Fleet\n\nThe research vessel Skarv carries twelve crew and a drone.")
+    (docs / "food.txt").write_text("The canteen serves lentil soup every Thursday at noon.")
+    (docs / "it.html").write_text("<html><body><h1>Wi-Fi</h1><p>The guest network password rotates monthly.</p>"
+                                   "<script>var ignored = 'script text';</script></body></html>")
+    assert run("index", str(docs), "--index-dir", str(tmp_path / "idx")).exit_code == 0
+    result = run("search", "what soup is served on Thursdays?", "--index-dir", str(tmp_path / "idx"), "--json")
+    hits = json.loads(result.stdout)["results"]
+    assert hits[0]["source"] == "food.txt"
+    result = run("search", "how many people work on the ship?", "--index-dir", str(tmp_path / "idx"), "--json")
+    assert json.loads(result.stdout)["results"][0]["source"] == "boats.md"
+    status = json.loads(run("status", "--index-dir", str(tmp_path / "idx"), "--json").stdout)
+    assert status["embedder"] == "sentence-transformers/all-MiniLM-L6-v2" and status["dimension"] == 384
+    assert not any("script text" in h["text"] for h in hits)
+    assert Path(tmp_path / "idx").is_dir()
