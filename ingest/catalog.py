@@ -115,9 +115,7 @@ class Catalog:
         self._db.execute("UPDATE documents SET mtime_ns = ?, size = ? WHERE id = ?", (mtime_ns, size, doc_id))
 
     def set_principals(self, doc_id: int, principals: Iterable[str]) -> None:
-        self._db.execute(
-            "UPDATE documents SET principals = ? WHERE id = ?", (json.dumps(sorted(principals)), doc_id)
-        )
+        self._db.execute("UPDATE documents SET principals = ? WHERE id = ?", (json.dumps(sorted(principals)), doc_id))
 
     def delete_document(self, doc_id: int) -> list[int]:
         """Deletes the document and its chunks; returns the removed chunk ids (to remove from FAISS)."""

@@ -64,7 +64,9 @@ def open_index(index_dir: Path, check: bool = True) -> OpenIndex:
     gen_dir = index_dir / generation
     for name in (CATALOG_FILE, VECTORS_FILE):
         if not (gen_dir / name).is_file():
-            raise IndexCorruptError(f"index at {index_dir} is missing {generation}/{name}; repair with `rag index PATH --rebuild`")
+            raise IndexCorruptError(
+                f"index at {index_dir} is missing {generation}/{name}; repair with `rag index PATH --rebuild`"
+            )
     catalog = Catalog(gen_dir / CATALOG_FILE, readonly=True)
     version = catalog.get_meta("format_version")
     if version != FORMAT_VERSION:
@@ -90,7 +92,9 @@ def verify(index: OpenIndex) -> None:
         problem = "the catalog's chunk ids differ from FAISS's ids"
     if problem:
         index.close()
-        raise IndexCorruptError(f"index at {index.directory} is inconsistent: {problem}; repair with `rag index PATH --rebuild`")
+        raise IndexCorruptError(
+            f"index at {index.directory} is inconsistent: {problem}; repair with `rag index PATH --rebuild`"
+        )
 
 
 @contextlib.contextmanager
@@ -175,7 +179,9 @@ def _generation_number(name: str) -> int:
 
 
 def _highest_number(index_dir: Path) -> int:
-    numbers = [_generation_number(p.name.removesuffix(".tmp")) for p in index_dir.glob("gen-*")] if index_dir.is_dir() else []
+    numbers = (
+        [_generation_number(p.name.removesuffix(".tmp")) for p in index_dir.glob("gen-*")] if index_dir.is_dir() else []
+    )
     return max(numbers, default=0)
 
 

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +159,7 @@ def index_folder(
                 for key, value in meta.items():
                     writer.catalog.set_meta(key, value)
                 writer.catalog.set_meta("vector_kind", writer.vectors.kind)
-                writer.catalog.set_meta("indexed_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                writer.catalog.set_meta("indexed_at", datetime.now(UTC).isoformat(timespec="seconds"))
             writer.commit()
         except BaseException:
             writer.abort()
@@ -210,7 +210,10 @@ def _check_compatible(live, embedder: Embedder, chunk_size, overlap) -> dict:
     from .chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
 
     if live is None:
-        return {"chunk_size": chunk_size or DEFAULT_CHUNK_TOKENS, "overlap": overlap if overlap is not None else DEFAULT_OVERLAP_TOKENS}
+        return {
+            "chunk_size": chunk_size or DEFAULT_CHUNK_TOKENS,
+            "overlap": overlap if overlap is not None else DEFAULT_OVERLAP_TOKENS,
+        }
     built_with = live.meta("embedder")
     if built_with != embedder.name or live.meta("dimension") != embedder.dimension:
         raise EmbedderMismatchError(

@@ -74,12 +74,36 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_index_dir_option
-@click.option("--acl", type=click.Path(dir_okay=False, path_type=Path), help="Permission policy (TOML). Default: PATH/.rag-acl.toml if present; without one, everything is readable by everyone.")
-@click.option("--embedder", default=None, help="sentence-transformers model name or path. Default: the bundled all-MiniLM-L6-v2.")
-@click.option("--rebuild", is_flag=True, help="Ignore the existing index and build a new one from scratch (it replaces the old one atomically).")
-@click.option("--chunk-size", type=click.IntRange(16, 8192), default=None, help="Tokens per chunk (default 200; fixed once an index exists unless --rebuild).")
-@click.option("--overlap", type=click.IntRange(0, 4096), default=None, help="Tokens shared by neighbouring chunks (default 30).")
-@click.option("--vector-index", "vector_kind", type=click.Choice(["flat", "hnsw", "ivf"]), default="flat", show_default=True, help="FAISS index type; hnsw/ivf are approximate, for very large folders.")
+@click.option(
+    "--acl",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Permission policy (TOML). Default: PATH/.rag-acl.toml if present; without one, everything is readable by everyone.",
+)
+@click.option(
+    "--embedder", default=None, help="sentence-transformers model name or path. Default: the bundled all-MiniLM-L6-v2."
+)
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Ignore the existing index and build a new one from scratch (it replaces the old one atomically).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(16, 8192),
+    default=None,
+    help="Tokens per chunk (default 200; fixed once an index exists unless --rebuild).",
+)
+@click.option(
+    "--overlap", type=click.IntRange(0, 4096), default=None, help="Tokens shared by neighbouring chunks (default 30)."
+)
+@click.option(
+    "--vector-index",
+    "vector_kind",
+    type=click.Choice(["flat", "hnsw", "ivf"]),
+    default="flat",
+    show_default=True,
+    help="FAISS index type; hnsw/ivf are approximate, for very large folders.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_kind, as_json):
     """Index the documents in PATH (incremental: adds, updates and deletes; embeds only what changed)."""
@@ -96,7 +120,14 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
         live.close()
     model = load_embedder(embedder)
     report = index_folder(
-        path, index_dir, model, acl=acl, rebuild=rebuild, chunk_size=chunk_size, overlap=overlap, vector_kind=vector_kind
+        path,
+        index_dir,
+        model,
+        acl=acl,
+        rebuild=rebuild,
+        chunk_size=chunk_size,
+        overlap=overlap,
+        vector_kind=vector_kind,
     )
     if as_json:
         _emit_json(report.to_json())
@@ -115,7 +146,11 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
 @cli.command()
 @click.argument("query")
 @_index_dir_option
-@click.option("--user", default=None, help="Search as this user (their groups apply). Default: anonymous, who sees only documents open to everyone.")
+@click.option(
+    "--user",
+    default=None,
+    help="Search as this user (their groups apply). Default: anonymous, who sees only documents open to everyone.",
+)
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Number of results.")
 @click.option("--embedder", default=None, help="Query embedder; must match the one that built the index (the default).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
@@ -181,6 +216,136 @@ def status(index_dir, as_json):
             click.echo(f"    {rule['rule']}: {rule['documents']} documents")
     else:
         click.echo("  policy:    none; every document is readable by everyone")
+
+
+def _print_answer(answer, streamed: bool) -> None:
+    if answer.abstained:
+        if not streamed:
+            click.echo("I don't know.")
+        click.echo(click.style(f"  ({answer.reason})", dim=True) if answer.reason else "", nl=bool(answer.reason))
+        return
+    if not streamed:
+        click.echo(answer.answer)
+    if answer.citations:
+        click.echo("Sources:")
+        for c in answer.citations:
+            click.echo(f"  [{c.n}] {c.source} (chunk {c.chunk_id}, score {c.score:.3f})")
+
+
+@cli.command()
+@click.argument("question")
+@_index_dir_option
+@click.option(
+    "--user", default=None, help="Ask as this user: only documents they may read are used. Default: anonymous."
+)
+@click.option(
+    "-k", "k", type=click.IntRange(1, 50), default=None, help="Passages to retrieve (default: the reader's own, 4)."
+)
+@click.option(
+    "--generator",
+    default=None,
+    help="Hugging Face causal LM name (already cached) or local path. Default: the bundled Gemma 3 270M.",
+)
+@click.option("--embedder", default=None, help="Query embedder; must match the index's (the default).")
+@click.option(
+    "--max-new-tokens", type=click.IntRange(1, 2048), default=48, show_default=True, help="Limit on generated tokens."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and timings as JSON.")
+def ask(question, index_dir, user, k, generator, embedder, max_new_tokens, as_json):
+    """Answer QUESTION from the indexed documents the user may read, with citations, or say "I don't know"."""
+    from .answer import answer_question
+    from .generation import load_generator
+    from .retrieval import Retriever
+
+    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder)
+    model = load_generator(generator)
+    stream = not as_json and sys.stdout.isatty()
+    kwargs = {"user": user, "max_new_tokens": max_new_tokens}
+    if k is not None:
+        kwargs["k"] = k
+    if stream:
+        kwargs["on_token"] = lambda token: click.echo(token, nl=False)
+    answer = answer_question(retriever, model, question, **kwargs)
+    if as_json:
+        _emit_json(answer.to_json())
+        return
+    if stream:
+        click.echo("I don't know." if answer.abstained else "")
+    _print_answer(answer, streamed=stream)
+
+
+@cli.command(name="eval")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of documents. Leave out when --qa is a SQuAD JSON file: its paragraphs become the corpus.",
+)
+@click.option(
+    "--qa",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="QA set: JSON Lines (id, question, answers, source, split) or a SQuAD v1.1/v2.0 JSON file.",
+)
+@click.option(
+    "--acl",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Permission policy for the privacy probe. Default: the corpus's .rag-acl.toml if present.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("eval-out"),
+    show_default=True,
+    help="Where report.json, report.md and the charts go.",
+)
+@click.option("--quick", is_flag=True, help="A small, fast run: a subset of questions and fewer training epochs.")
+@click.option(
+    "--systems", default=None, help="Comma-separated subset of: closed_book, lora, rag, rag_lora, oracle, long_context."
+)
+@click.option("--generator", default=None, help="Base model for every system. Default: the bundled Gemma 3 270M.")
+@click.option("--embedder", default=None, help="Embedder for the retrieval systems. Default: the bundled MiniLM.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling, training and bootstrap.")
+@click.option(
+    "--max-questions", type=click.IntRange(1, None), default=None, help="Score at most this many test questions."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout as well.")
+def eval_command(corpus, qa, acl, out, quick, systems, generator, embedder, seed, max_questions, as_json):
+    """Compare closed-book, LoRA fine-tuning, RAG and RAG+LoRA on one QA set: accuracy, hallucination,
+    abstention, cost, privacy leaks and freshness."""
+    from eval.run import EvalOptions, run_eval
+
+    options = EvalOptions(
+        corpus=corpus,
+        qa=qa,
+        acl=acl,
+        out=out,
+        quick=quick,
+        systems=[s.strip() for s in systems.split(",") if s.strip()] if systems else None,
+        generator=generator,
+        embedder=embedder,
+        seed=seed,
+        max_questions=max_questions,
+        progress=sys.stderr.isatty(),
+    )
+    report = run_eval(options)
+    if as_json:
+        _emit_json(report)
+    else:
+        click.echo(f"Wrote {out / 'report.md'}, {out / 'report.json'} and charts.")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args):
+    """Run the benchmarks (ingest vs LangChain/LlamaIndex, embedding roofline, search, generation).
+
+    Arguments are passed to `python -m eval.bench`; see `rag bench --help-bench`."""
+    from eval.bench import main as bench_main
+
+    argv = ["--help"] if list(args) == ["--help-bench"] else list(args)
+    raise SystemExit(bench_main(argv))
 
 
 def main() -> None:

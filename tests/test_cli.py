@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fakes import HashEmbedder
 
 import ingest.embedding
 import rag.retrieval
-from fakes import HashEmbedder
 from rag.cli import cli
 
 
@@ -117,8 +117,10 @@ def test_real_minilm_end_to_end(tmp_path, monkeypatch):
     docs.mkdir()
     (docs / "boats.md").write_text("# Fleet\n\nThe research vessel Skarv carries twelve crew and a drone.")
     (docs / "food.txt").write_text("The canteen serves lentil soup every Thursday at noon.")
-    (docs / "it.html").write_text("<html><body><h1>Wi-Fi</h1><p>The guest network password rotates monthly.</p>"
-                                   "<script>var ignored = 'script text';</script></body></html>")
+    (docs / "it.html").write_text(
+        "<html><body><h1>Wi-Fi</h1><p>The guest network password rotates monthly.</p>"
+        "<script>var ignored = 'script text';</script></body></html>"
+    )
     assert run("index", str(docs), "--index-dir", str(tmp_path / "idx")).exit_code == 0
     result = run("search", "what soup is served on Thursdays?", "--index-dir", str(tmp_path / "idx"), "--json")
     hits = json.loads(result.stdout)["results"]

@@ -1,0 +1,198 @@
+"""The permission policy: which principals may read which documents.
+
+Pure logic: parse and validate the TOML, then map each document path to its principals. The last matching
+rule wins; documents no rule matches get the default. Without a policy, everything is open to everyone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PolicyError
+from .paths import POLICY_FILENAME
+
+EVERYONE = "*"
+_TOP_KEYS = {"default", "groups", "rules"}
+_RULE_KEYS = {"path", "allow"}
+_NAME = re.compile(r"^[A-Za-z0-9_.@+-]+$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    path: str
+    allow: tuple[str, ...]
+    pattern: re.Pattern
+
+
+class Policy:
+    def __init__(self, default: str, groups: dict[str, list[str]], rules: list[Rule], source: str, is_open: bool):
+        self.default = default
+        self.groups = groups
+        self.rules = rules
+        self.source = source
+        self.is_open = is_open
+
+    @classmethod
+    def open_to_everyone(cls) -> Policy:
+        return cls("allow", {}, [], "", is_open=True)
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PolicyError(f"{path}: no such policy file") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise PolicyError(f"{path}: cannot read policy ({err})") from err
+        return cls.parse(text, str(path))
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> Policy:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise PolicyError(f"{source}: not valid TOML ({err})") from err
+        unknown = set(data) - _TOP_KEYS
+        if unknown:
+            raise PolicyError(f"{source}: unknown key {sorted(unknown)[0]!r} (valid keys: default, groups, rules)")
+        default = data.get("default", "deny")
+        if default not in ("deny", "allow"):
+            raise PolicyError(f'{source}: default = {default!r} is not valid (use "deny" or "allow")')
+        groups = _parse_groups(data.get("groups", {}), source)
+        raw_rules = data.get("rules", [])
+        if not isinstance(raw_rules, list):
+            raise PolicyError(f"{source}: 'rules' must be an array of tables ([[rules]])")
+        rules = [_parse_rule(raw, n, source, groups) for n, raw in enumerate(raw_rules, start=1)]
+        return cls(default, groups, rules, source, is_open=False)
+
+    def principals_for(self, source: str) -> frozenset[str]:
+        if self.is_open:
+            return frozenset({EVERYONE})
+        for rule in reversed(self.rules):
+            if rule.pattern.match(source):
+                return frozenset(rule.allow)
+        return frozenset({EVERYONE}) if self.default == "allow" else frozenset()
+
+    def matching_rule(self, source: str) -> str:
+        for n in range(len(self.rules), 0, -1):
+            if self.rules[n - 1].pattern.match(source):
+                return f"rule {n} ({self.rules[n - 1].path})"
+        return f"default ({self.default})"
+
+    def rule_coverage(self, sources: Iterable[str]) -> list[tuple[str, int]]:
+        """How many documents each rule decides (the last matching one), then the default."""
+        labels = [f"rule {n} ({r.path})" for n, r in enumerate(self.rules, start=1)] + [f"default ({self.default})"]
+        counts = dict.fromkeys(labels, 0)
+        if self.is_open:
+            return []
+        for source in sources:
+            counts[self.matching_rule(source)] += 1
+        return list(counts.items())
+
+    def fingerprint(self) -> str:
+        body = {
+            "default": self.default,
+            "groups": self.groups,
+            "rules": [[r.path, list(r.allow)] for r in self.rules],
+            "open": self.is_open,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def find_policy(folder: Path, acl: Path | None) -> Policy:
+    """``--acl FILE`` wins; else ``FOLDER/.rag-acl.toml``; else open to everyone."""
+    if acl is not None:
+        return Policy.load(acl)
+    candidate = Path(folder) / POLICY_FILENAME
+    return Policy.load(candidate) if candidate.is_file() else Policy.open_to_everyone()
+
+
+def _parse_groups(raw, source: str) -> dict[str, list[str]]:
+    if not isinstance(raw, dict):
+        raise PolicyError(f'{source}: [groups] must be a table of name = ["user", ...]')
+    groups = {}
+    for name, members in raw.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise PolicyError(f"{source}: group {name!r} must be a list of user names")
+        for member in members:
+            if member.startswith("group:"):
+                raise PolicyError(f"{source}: group {name!r} contains group {member!r}; groups hold users only")
+            if member.startswith("user:"):
+                member = member[5:]
+            if not _NAME.match(member):
+                raise PolicyError(f"{source}: group {name!r} has an invalid user name {member!r}")
+        groups[name] = sorted({m.removeprefix("user:") for m in members})
+    return groups
+
+
+def _parse_rule(raw, n: int, source: str, groups: dict) -> Rule:
+    where = f"{source}: rule {n}"
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: must be a table with 'path' and 'allow'")
+    if "path" in raw:
+        where += f" (path {raw['path']!r})"
+    unknown = set(raw) - _RULE_KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown key {sorted(unknown)[0]!r} (valid keys: path, allow)")
+    if "path" not in raw or not isinstance(raw["path"], str) or not raw["path"].strip():
+        raise PolicyError(f"{where}: missing 'path' (a glob like \"finance/**\")")
+    if "allow" not in raw:
+        raise PolicyError(f'{where}: missing \'allow\' (a list like ["group:finance", "user:carol", "*"])')
+    allow = raw["allow"]
+    if not isinstance(allow, list) or not all(isinstance(p, str) for p in allow):
+        raise PolicyError(f"{where}: 'allow' must be a list of principals")
+    for principal in allow:
+        _check_principal(principal, where, groups)
+    return Rule(raw["path"], tuple(sorted(set(allow))), compile_glob(raw["path"], where))
+
+
+def _check_principal(principal: str, where: str, groups: dict) -> None:
+    if principal == EVERYONE:
+        return
+    kind, _, name = principal.partition(":")
+    if kind not in ("user", "group") or not _NAME.match(name or ""):
+        raise PolicyError(f"{where}: unknown principal {principal!r} (use 'user:NAME', 'group:NAME' or '*')")
+    if kind == "group" and name not in groups:
+        known = ", ".join(sorted(groups)) or "none defined"
+        raise PolicyError(f"{where}: unknown group {name!r} (groups: {known})")
+
+
+def compile_glob(glob: str, where: str = "glob") -> re.Pattern:
+    """``*`` stays within a path segment, ``**`` crosses folders, ``?`` is one character, ``[...]`` a class."""
+    glob = glob.strip().lstrip("/")
+    out, i = [], 0
+    while i < len(glob):
+        ch = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif ch == "*":
+            out.append("[^/]*")
+            i += 1
+        elif ch == "?":
+            out.append("[^/]")
+            i += 1
+        elif ch == "[":
+            end = glob.find("]", i + 2 if glob[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if end < 0:
+                raise PolicyError(f"{where}: bad glob {glob!r}: unclosed '['")
+            body = glob[i + 1 : end]
+            body = "^" + body[1:] if body.startswith("!") else body
+            out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
+            i = end + 1
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error as err:
+        raise PolicyError(f"{where}: bad glob {glob!r}: {err}") from err
