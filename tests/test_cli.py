@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fakes import HashEmbedder
 
 import ingest.embedding
 import rag.retrieval
+from fakes import HashEmbedder
 from rag.cli import cli
 
 

@@ -5,8 +5,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from fakes import HashEmbedder
 
+from fakes import HashEmbedder
 from ingest.errors import EmbedderMismatchError, IndexBusyError, IndexCorruptError
 from ingest.store import open_index, writer_lock
 from ingest.sync import index_folder
