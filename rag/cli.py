@@ -348,6 +348,44 @@ def bench(args):
     raise SystemExit(bench_main(argv))
 
 
+@cli.command()
+@_index_dir_option
+@click.option("--generator", default=None, help="Generator for the answers. Default: the bundled Gemma 3 270M.")
+@click.option("--json", "as_json", is_flag=True, help="Print the transcript as JSON.")
+def demo(index_dir, generator, as_json):
+    """Index the bundled demo corpus into a fresh index, then ask it the same questions as different users."""
+    import tempfile
+
+    from ingest.embedding import load_embedder
+    from ingest.sync import index_folder
+
+    from .answer import answer_question
+    from .demo import load_script, run_demo
+    from .generation import load_generator
+    from .retrieval import Retriever
+
+    script = load_script()
+    echo = (lambda line: None) if as_json else click.echo
+    with tempfile.TemporaryDirectory(prefix="rag-demo-") as scratch:
+        target = index_dir or Path(scratch) / "index"
+        echo(f"Indexing the demo corpus {script.corpus} into {target} ...")
+        report = index_folder(script.corpus, target, load_embedder(), rebuild=True)
+        echo(
+            f"Indexed {report.documents} documents ({report.chunks} chunks) in {report.seconds:.1f} s; "
+            f"policy: {script.corpus / '.rag-acl.toml'}."
+        )
+        echo("Loading the generator ...")
+        model = load_generator(generator)
+        users = ", ".join(u or "anonymous" for u in script.users)
+        echo(f"Asking {len(script.questions)} questions as {users}: each sees only the documents they may read.")
+        transcript = run_demo(script, target, Retriever, model, answer_question, echo)
+    if as_json:
+        _emit_json({"index": report.to_json(), "answers": transcript})
+    else:
+        echo("")
+        echo('Try it yourself: rag index corpora/acme && rag ask "..." --user alice   (see corpora/README.md)')
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
