@@ -1,0 +1,94 @@
+"""Prompt building: numbered passages with their sources, then the question. Pure functions, no model.
+
+A base model (the bundled Gemma 3 270M) answers best from a short few-shot completion prompt that ends in
+"Answer:"; an instruction-tuned model gets the same content through its chat template. Passages are trimmed to fit
+the context window, never the question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+UNKNOWN = "unknown"
+
+INSTRUCTIONS = (
+    "Answer the question from the numbered passages only. Reply with the shortest exact phrase from the passages "
+    f'that answers it, then the passage number in brackets, like "12 May 2031 [2]". If the passages do not answer '
+    f'the question, reply "{UNKNOWN}".'
+)
+
+# Invented, deliberately unlike any real corpus, so the examples teach the format and not facts.
+_EXAMPLES = [
+    (
+        [
+            ("fleet/skarv.md", "The research vessel Skarv carries twelve crew and one survey drone."),
+            ("fleet/terne.md", "The tender Terne is moored at Pier 4 and carries four crew."),
+        ],
+        "How many crew does the Skarv carry?",
+        "twelve [1]",
+    ),
+    (
+        [("canteen/menu.txt", "The canteen serves lentil soup every Thursday from 11:30.")],
+        "Who is the head chef of the canteen?",
+        UNKNOWN,
+    ),
+    (
+        [
+            ("it/vpn.md", "VPN tokens are renewed every 90 days by the service desk."),
+            ("it/wifi.md", "The guest Wi-Fi network is called Lantern-Guest; its password changes monthly."),
+        ],
+        "What is the name of the guest Wi-Fi network?",
+        "Lantern-Guest [2]",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Passage:
+    n: int
+    source: str
+    text: str
+
+
+def format_passages(passages: list[Passage]) -> str:
+    return "\n".join(f"[{p.n}] ({p.source}) {' '.join(p.text.split())}" for p in passages)
+
+
+def completion_prompt(question: str, passages: list[Passage]) -> str:
+    blocks = [INSTRUCTIONS, ""]
+    for example_passages, example_question, example_answer in _EXAMPLES:
+        numbered = [Passage(i + 1, s, t) for i, (s, t) in enumerate(example_passages)]
+        blocks += [
+            "Passages:",
+            format_passages(numbered),
+            f"Question: {example_question}",
+            f"Answer: {example_answer}",
+            "",
+        ]
+    blocks += ["Passages:", format_passages(passages), f"Question: {' '.join(question.split())}", "Answer:"]
+    return "\n".join(blocks)
+
+
+def chat_messages(question: str, passages: list[Passage]) -> list[dict]:
+    content = f"{INSTRUCTIONS}\n\nPassages:\n{format_passages(passages)}\n\nQuestion: {' '.join(question.split())}"
+    return [{"role": "user", "content": content}]
+
+
+def fit_passages(
+    question: str,
+    passages: list[Passage],
+    build: Callable[[str, list[Passage]], str],
+    count_tokens: Callable[[str], int],
+    budget: int,
+) -> list[Passage]:
+    """Drop the lowest-ranked passages, then shorten the last one, until the prompt fits ``budget`` tokens."""
+    kept = list(passages)
+    while kept and count_tokens(build(question, kept)) > budget:
+        last = kept[-1]
+        words = last.text.split()
+        if len(kept) > 1 or len(words) <= 16:
+            kept.pop()
+        else:
+            kept[-1] = Passage(last.n, last.source, " ".join(words[: len(words) * 2 // 3]))
+    return kept

@@ -1,0 +1,26 @@
+"""Answer text normalisation (SQuAD style) and the grounding check. Pure functions; eval's metrics reuse them."""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d", "\u2013", "\u2014", "\u2026"}
+
+
+def normalise(text: str) -> str:
+    """Lowercase, drop punctuation and articles, collapse whitespace (SQuAD's normalize_answer, Unicode-aware)."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(" " if ch in _PUNCT else ch for ch in text)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def contains_answer(passage: str, answer: str) -> bool:
+    """True when the normalised answer occurs in the normalised passage on word boundaries."""
+    needle = normalise(answer)
+    if not needle:
+        return False
+    return f" {needle} " in f" {normalise(passage)} "
