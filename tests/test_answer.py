@@ -1,0 +1,112 @@
+from rag.answer import IDK, answer_question, parse_output
+from rag.prompting import Passage, completion_prompt, fit_passages
+from rag.text import contains_answer, normalise
+from rag.types import SearchResult
+
+
+class ScriptedGenerator:
+    """Returns a fixed completion and records the prompts it saw."""
+
+    name = "scripted"
+    context_window = 2048
+    has_chat_template = False
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.prompts: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, prompt, max_new_tokens=48, stop=("\n",)):
+        self.prompts.append(prompt)
+        yield from self.reply.split(" ")[:1]
+        rest = self.reply.split(" ")[1:]
+        for word in rest:
+            yield " " + word
+
+    def generate(self, prompts, max_new_tokens=48, stop=("\n",)):
+        return ["".join(self.stream(p)) for p in prompts]
+
+
+class ListRetriever:
+    def __init__(self, results):
+        self.results = results
+        self.calls = []
+
+    def search(self, query, k=4, user=None):
+        self.calls.append((query, k, user))
+        return self.results[:k]
+
+
+def result(rank, source, text, score=0.6):
+    return SearchResult(rank, score, source, 100 + rank, text, 0, len(text))
+
+
+PASSAGES = [
+    result(1, "fleet/skarv.md", "The Skarv's home port is Vardo and it carries twelve crew.", 0.7),
+    result(2, "budget/2031.txt", "The 2031 fleet budget is NOK 18.4 million.", 0.5),
+]
+
+
+def test_grounded_answer_cites_the_passage_it_names():
+    generator = ScriptedGenerator("NOK 18.4 million [2]")
+    answer = answer_question(ListRetriever(PASSAGES), generator, "What is the budget?", user="alice")
+    assert not answer.abstained and answer.answer == "NOK 18.4 million"
+    assert [(c.n, c.source, c.chunk_id) for c in answer.citations] == [(2, "budget/2031.txt", 102)]
+    assert set(answer.timings) == {"retrieval", "generation", "total"}
+    assert "[1] (fleet/skarv.md)" in generator.prompts[0] and "[2] (budget/2031.txt)" in generator.prompts[0]
+    assert generator.prompts[0].rstrip().endswith("Question: What is the budget?\nAnswer:")
+
+
+def test_citation_falls_back_to_the_passage_containing_the_answer():
+    answer = answer_question(ListRetriever(PASSAGES), ScriptedGenerator("Vardo [2]"), "Home port?")
+    assert [c.n for c in answer.citations] == [1]
+
+
+def test_model_unknown_abstains():
+    answer = answer_question(ListRetriever(PASSAGES), ScriptedGenerator("unknown"), "Who is the captain?")
+    assert answer.abstained and answer.answer == IDK and answer.citations == []
+
+
+def test_answer_not_in_passages_is_not_given():
+    answer = answer_question(ListRetriever(PASSAGES), ScriptedGenerator("Captain Ahab [1]"), "Who is the captain?")
+    assert answer.abstained and "not in the passages" in answer.reason
+
+
+def test_low_retrieval_score_abstains_without_calling_the_model():
+    generator = ScriptedGenerator("Vardo")
+    weak = [result(1, "a.txt", "Vardo is cold.", score=0.05)]
+    answer = answer_question(ListRetriever(weak), generator, "What is the capital of Peru?")
+    assert answer.abstained and generator.prompts == []
+    assert answer_question(ListRetriever([]), generator, "anything").abstained
+
+
+def test_user_and_k_reach_the_retriever():
+    retriever = ListRetriever(PASSAGES)
+    answer_question(retriever, ScriptedGenerator("Vardo"), "Home port?", user="bob", k=2)
+    assert retriever.calls == [("Home port?", 2, "bob")]
+
+
+def test_streaming_callback_sees_the_tokens():
+    seen = []
+    answer_question(ListRetriever(PASSAGES), ScriptedGenerator("twelve [1]"), "Crew?", on_token=seen.append)
+    assert "".join(seen) == "twelve [1]"
+
+
+def test_parse_output_ignores_out_of_range_citations():
+    assert parse_output(' "Vardo" [1] [7]', 2) == ("Vardo", [1])
+
+
+def test_normalise_and_contains():
+    assert normalise("The  Quick, brown—fox!") == "quick brown fox"
+    assert contains_answer("It costs EUR 4.35 million in total.", "eur 4.35 Million")
+    assert not contains_answer("It costs 14.35 million.", "4.35 million")
+
+
+def test_fit_passages_trims_passages_never_the_question():
+    long = [Passage(i, f"d{i}.txt", "word " * 300) for i in range(1, 5)]
+    question = "What is the very specific question here?"
+    kept = fit_passages(question, long, completion_prompt, lambda t: len(t.split()), budget=500)
+    prompt = completion_prompt(question, kept)
+    assert len(prompt.split()) <= 500 and question in prompt and len(kept) < 4
