@@ -3,7 +3,7 @@
 Deterministic: fixed creation date and core fonts only, so the bytes don't change between runs.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fpdf import FPDF
@@ -90,7 +90,7 @@ PRICE_TERMS = [
 
 def new_pdf(title: str) -> FPDF:
     pdf = FPDF()
-    pdf.set_creation_date(datetime(2031, 4, 1, tzinfo=timezone.utc))
+    pdf.set_creation_date(datetime(2031, 4, 1, tzinfo=UTC))
     pdf.set_title(title)
     pdf.set_author("Halvorsen Tidewater Instruments")
     pdf.set_auto_page_break(True, margin=20)

@@ -1,5 +1,6 @@
 """The bundled demo corpus is consistent: sources exist, aliases occur, splits don't leak, the policy has views."""
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -34,6 +35,19 @@ def test_corpus_shape(texts):
     assert {".md", ".txt", ".html", ".pdf"} <= suffixes
     assert sum(s.endswith(".pdf") for s in texts) >= 2
     assert len({s.split("/")[0] for s in texts}) >= 5
+    short = {s: n for s, t in texts.items() if (n := len(t.split())) < 150 or n > 1200}
+    assert not short, f"documents outside 150-1200 words: {short}"
+
+
+def test_pdfs_are_regenerated_byte_for_byte(tmp_path):
+    pytest.importorskip("fpdf")
+    spec = importlib.util.spec_from_file_location("make_pdfs", CORPUS.parent / "make_pdfs.py")
+    make_pdfs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_pdfs)
+    make_pdfs.results_pdf(tmp_path / "results.pdf")
+    make_pdfs.price_list_pdf(tmp_path / "prices.pdf")
+    assert (tmp_path / "results.pdf").read_bytes() == (CORPUS / "finance/q1-2031-results.pdf").read_bytes()
+    assert (tmp_path / "prices.pdf").read_bytes() == (CORPUS / "sales/price-list-2031.pdf").read_bytes()
 
 
 def test_html_script_and_style_are_not_extracted(texts):
