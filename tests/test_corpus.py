@@ -80,6 +80,13 @@ def test_sources_exist_and_aliases_occur(qa, texts):
         assert any(contains_answer(texts[q["source"]], a) for a in q["answers"]), q["id"]
 
 
+def test_aliases_are_not_generic(qa):
+    # The scorer accepts an answer that contains a normalised alias: "4%" normalises to "4" and would match anything.
+    for q in qa:
+        for alias in q["answers"]:
+            assert len(normalise(alias)) >= 2 and normalise(alias) not in {"yes", "no", "true", "false"}, q["id"]
+
+
 def test_restricted_flag_matches_the_policy(qa):
     policy = Policy.load(CORPUS / ".rag-acl.toml")
     for q in qa:
