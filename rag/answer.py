@@ -12,15 +12,21 @@ import re
 import time
 from collections.abc import Callable
 
-from .prompting import UNKNOWN, Passage, chat_messages, completion_prompt, fit_passages
+from .prompting import UNKNOWN, Passage, chat_messages, completion_prompt, extractive_prompt, fit_passages
+from .reader import select_units
 from .text import contains_answer, normalise
 from .types import Answer, Citation, SearchResult
 
-DEFAULT_K = 4
+DEFAULT_K = 5
 # Cosine similarity of MiniLM between the question and its best passage. Calibrated on the demo QA dev split
 # (corpora/acme-qa.jsonl, split "dev", `python -m eval.ask_eval --calibrate`): the 5th percentile of the
 # answerable questions' best scores (0.30) less a 0.02 margin. Below it, no passage is relevant enough to read.
 MIN_RETRIEVAL_SCORE = 0.28
+# The same gate for the extractive reader, on the best sentence's relevance (reader.select_units), which separates
+# on-topic from off-topic questions far better than a whole chunk's score. Calibrated on the same dev split: the
+# lowest best-sentence score of an answerable dev question (0.417) less 0.02, so no answerable dev question is
+# gated. Plausible unanswerable questions score higher (0.52-0.78); the reader has to catch those.
+MIN_SENTENCE_SCORE = 0.40
 STOP = ("\n", "Question:", "Passages:")
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _ABSTAIN_PHRASES = {
@@ -51,18 +57,26 @@ def answer_question(
     min_score: float | None = None,
 ) -> Answer:
     started = time.perf_counter()
+    embed = getattr(getattr(retriever, "embedder", None), "embed", None)
     results: list[SearchResult] = retriever.search(question, k=k, user=user)
     retrieved = time.perf_counter()
     threshold = MIN_RETRIEVAL_SCORE if min_score is None else min_score
     timings = {"retrieval": round(retrieved - started, 4)}
-    if not results or results[0].score < threshold:
+    gate_on_chunks = not (hasattr(generator, "extract") and embed is not None)
+    if not results or (gate_on_chunks and results[0].score < threshold):
         timings.update(generation=0.0, total=round(time.perf_counter() - started, 4))
         return Answer(IDK, True, [], timings, reason="no passage relevant enough to the question")
 
-    raw = read(generator, question, results, max_new_tokens, on_token)
+    if hasattr(generator, "extract") and embed is not None:
+        units, relevance = select_units(question, results, embed)
+        if not units or relevance[0] < MIN_SENTENCE_SCORE:
+            timings.update(generation=0.0, total=round(time.perf_counter() - started, 4))
+            return Answer(IDK, True, [], timings, reason="no passage relevant enough to the question")
+        answer, cited = read_extractive(generator, question, units, max_new_tokens, on_token)
+    else:
+        answer, cited = parse_output(read(generator, question, results, max_new_tokens, on_token), len(results))
     generated = time.perf_counter()
     timings.update(generation=round(generated - retrieved, 4), total=round(generated - started, 4))
-    answer, cited = parse_output(raw, len(results))
     if not answer or normalise(answer) in _ABSTAIN_PHRASES:
         return Answer(IDK, True, [], timings, reason="the passages do not answer the question")
     supporting = [i for i, r in enumerate(results, start=1) if contains_answer(r.text, answer)]
@@ -74,6 +88,18 @@ def answer_question(
         for n in chosen
     ]
     return Answer(answer, False, citations, timings)
+
+
+def read_extractive(generator, question, units, max_new_tokens, on_token=None) -> tuple[str, list[int]]:
+    """Span-constrained decoding over the selected sentences (see reader.py); cites the chunk the span came from."""
+    passages = [Passage(n, unit.context, unit.text) for n, unit in enumerate(units, start=1)]
+    answer, _confidence = generator.extract(
+        extractive_prompt(question, passages), [u.text for u in units], max_new_tokens
+    )
+    if on_token and answer:
+        on_token(answer)
+    cited = [units[n].result + 1 for n in range(len(units)) if contains_answer(units[n].text, answer)]
+    return answer, list(dict.fromkeys(cited))
 
 
 def read(generator, question: str, results: list[SearchResult], max_new_tokens: int, on_token=None) -> str:

@@ -161,6 +161,58 @@ class HFGenerator:
         if len(text) > len(emitted):
             yield text[len(emitted) :]
 
+    def extract(
+        self, prompt: str, spans: Sequence[str], max_new_tokens: int = 24, abstain: str = "unknown"
+    ) -> tuple[str, float]:
+        """Greedy decoding restricted to a contiguous piece of one of ``spans`` (or ``abstain``), ended by a newline.
+
+        Returns the text and its mean token log-probability under the unconstrained model (a confidence signal).
+        """
+        import torch
+
+        tokenizer = self.tokenizer
+        sequences = [tokenizer(" " + span, add_special_tokens=False)["input_ids"] for span in spans]
+        sequences.append(tokenizer(" " + abstain, add_special_tokens=False)["input_ids"])
+        newline = tokenizer("\n", add_special_tokens=False)["input_ids"][-1]
+        word_start = self._word_start_ids()
+        # Candidate positions (sequence, next index) still consistent with what was generated so far.
+        positions = [(s, i) for s, seq in enumerate(sequences) for i, tok in enumerate(seq) if tok in word_start]
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.device)
+        generated: list[int] = []
+        logprobs: list[float] = []
+        past = None
+        with torch.inference_mode():
+            for _ in range(max_new_tokens):
+                allowed = {sequences[s][i] for s, i in positions if i < len(sequences[s])}
+                if generated:
+                    allowed.add(newline)
+                if not allowed:
+                    break
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_arg: past})
+                past = out.cache if self._cache_arg == "cache" else out.past_key_values
+                logits = out.logits[0, -1].float()
+                candidates = torch.tensor(sorted(allowed), device=logits.device)
+                token = int(candidates[int(logits[candidates].argmax())])
+                if not generated:
+                    # How much the best span beats "unknown" at the first token: the abstention signal.
+                    unknown_logit = float(logits[sequences[-1][0]])
+                    self.last_margin = float(logits[token]) - unknown_logit
+                if token == newline:
+                    break
+                logprobs.append(float(torch.log_softmax(logits, dim=-1)[token]))
+                generated.append(token)
+                positions = [(s, i + 1) for s, i in positions if i < len(sequences[s]) and sequences[s][i] == token]
+                ids = torch.tensor([[token]], device=self.device)
+        text = tokenizer.decode(generated, skip_special_tokens=True).strip()
+        return text, (sum(logprobs) / len(logprobs) if logprobs else float("-inf"))
+
+    def _word_start_ids(self) -> set[int]:
+        if not hasattr(self, "_word_starts"):
+            vocab = self.tokenizer.get_vocab()
+            # SentencePiece marks a word start with "▁"; byte-level BPE tokenizers with "Ġ".
+            self._word_starts = {i for t, i in vocab.items() if t.startswith(("\u2581", "\u0120"))}
+        return self._word_starts
+
 
 def _first_stop(text: str, stop: Sequence[str]) -> int | None:
     positions = [text.find(s) for s in stop if s and s in text]

@@ -44,6 +44,23 @@ _EXAMPLES = [
 ]
 
 
+EXTRACTIVE_INSTRUCTIONS = (
+    "Answer each question with the shortest phrase copied from the passages, "
+    f'or "{UNKNOWN}" if the passages do not answer it.'
+)
+
+
+def extractive_prompt(question: str, passages: list[Passage]) -> str:
+    """Few-shot completion for span extraction; the same invented examples, without citation marks."""
+    blocks = [EXTRACTIVE_INSTRUCTIONS, ""]
+    for example_passages, example_question, example_answer in _EXAMPLES:
+        numbered = [Passage(i + 1, s, t) for i, (s, t) in enumerate(example_passages)]
+        answer = example_answer.split(" [")[0]
+        blocks += ["Passages:", format_passages(numbered), f"Question: {example_question}", f"Answer: {answer}", ""]
+    blocks += ["Passages:", format_passages(passages), f"Question: {' '.join(question.split())}", "Answer:"]
+    return "\n".join(blocks)
+
+
 @dataclass(frozen=True)
 class Passage:
     n: int

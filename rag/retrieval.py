@@ -106,6 +106,7 @@ class Retriever:
                     start=record.start,
                     end=record.end,
                     page=record.page,
+                    heading=record.heading,
                 )
             )
         return results

@@ -7,13 +7,14 @@ import string
 import unicodedata
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d", "\u2013", "\u2014", "\u2026"}
+_DELETE = set(string.punctuation) | {"\u2018", "\u2019"}  # as SQuAD: "12,500" -> "12500", "don't" -> "dont"
+_SPACE = {"\u201c", "\u201d", "\u2013", "\u2014", "\u2026", "\u00a0"}  # dashes and quotes separate words
 
 
 def normalise(text: str) -> str:
     """Lowercase, drop punctuation and articles, collapse whitespace (SQuAD's normalize_answer, Unicode-aware)."""
     text = unicodedata.normalize("NFKC", text).lower()
-    text = "".join(" " if ch in _PUNCT else ch for ch in text)
+    text = "".join(" " if ch in _SPACE else "" if ch in _DELETE else ch for ch in text)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 

@@ -17,6 +17,7 @@ class SearchResult:
     start: int
     end: int
     page: int | None = None
+    heading: str = ""  # Markdown heading path above the chunk
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -1,0 +1,306 @@
+"""``rag eval``: closed-book, LoRA, RAG, RAG+LoRA and an oracle on one QA set, plus three probes.
+
+The same base model, the same questions, the same answer scoring and greedy decoding for every system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import resource
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.errors import UsageError
+from ingest.paths import cache_dir
+
+from .ask_eval import asking_user
+from .lora import LoraSettings, build_examples, trained_adapter
+from .metrics import contains_alias, score, summarise
+from .qa import QAItem, is_squad, load_qa, squad_to_corpus
+from .systems import SYSTEMS, OracleRetriever, closed_book, recall_at_k, with_retrieval
+
+QUICK_QUESTIONS = 40
+RECALL_K = 5
+
+
+@dataclass
+class EvalOptions:
+    qa: Path  # QA set: JSON Lines (id, question, answers, source, split) or a SQuAD v1.1/v2.0 JSON file
+    corpus: Path | None = None  # folder of documents; None when --qa is SQuAD (its paragraphs become the corpus)
+    acl: Path | None = None  # permission policy for the privacy probe (default: the corpus's .rag-acl.toml)
+    out: Path = Path("eval-out")  # where report.json, report.md and the charts go
+    quick: bool = False  # a subset of questions and fewer epochs: for the demo and CI
+    systems: list[str] | None = None  # subset of SYSTEMS; default all
+    generator: str | None = None  # base model for every system; default the bundled Gemma 3 270M
+    embedder: str | None = None  # embedder for the retrieval systems; default the bundled MiniLM
+    seed: int = 0
+    split: str = "test"
+    max_questions: int | None = None
+    progress: bool = False
+    probes: list[str] = field(default_factory=lambda: ["privacy", "freshness", "forgetting"])
+
+
+def run_eval(options: EvalOptions) -> dict:
+    from ingest.embedding import load_embedder
+    from ingest.policy import find_policy
+    from ingest.sync import index_folder
+    from rag.generation import HFGenerator, load_causal_lm
+    from rag.retrieval import Retriever
+
+    started = time.perf_counter()
+    systems = options.systems or list(SYSTEMS)
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise UsageError(f"unknown system {sorted(unknown)[0]!r} (valid: {', '.join(SYSTEMS)})")
+    corpus = _corpus(options)
+    items = load_qa(options.qa)
+    policy = find_policy(corpus, options.acl)
+    test = _select(items, options)
+    train = [q for q in items if q.split == "train"]
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if options.progress else (lambda msg: None)
+
+    say(f"Indexing {corpus} ...")
+    embedder = load_embedder(options.embedder, progress=False)
+    index_dir = cache_dir("eval", "index", _digest(str(corpus.resolve()), embedder.name))
+    index_started = time.perf_counter()
+    index_folder(corpus, index_dir, embedder, acl=options.acl)
+    index_seconds = time.perf_counter() - index_started
+    retriever = Retriever(index_dir, embedder=embedder)
+
+    base_model, tokenizer = load_causal_lm(options.generator)
+    base = HFGenerator(base_model, tokenizer, getattr(base_model, "name_or_path_display", "base"))
+    replies: dict[str, list] = {}
+    training: dict = {}
+    lora = None
+    if {"lora", "rag_lora"} & set(systems) or "forgetting" in options.probes or "privacy" in options.probes:
+        say("Training (or loading the cached) LoRA adapter on all documents, restricted ones included ...")
+        chunks = [c.text for c in retriever.index.catalog.iter_chunks()]
+        settings = LoraSettings(seed=options.seed, epochs=2 if options.quick else 4)
+        examples = build_examples(chunks, train, options.seed)
+        lora_model, lora_tokenizer, training = trained_adapter(options.generator, examples, settings, options.progress)
+        lora = HFGenerator(lora_model, lora_tokenizer, "lora")
+        training["base_model_bytes"] = sum(p.numel() * p.element_size() for p in base_model.parameters())
+
+    oracle = OracleRetriever(retriever)
+    runners = {
+        "closed_book": lambda q, user: closed_book(base, q.question),
+        "lora": lambda q, user: closed_book(lora, q.question),
+        "rag": lambda q, user: with_retrieval(base, retriever, q.question, user),
+        "rag_lora": lambda q, user: with_retrieval(lora, retriever, q.question, user),
+        "oracle": lambda q, user: _oracle(oracle, base, q, user),
+    }
+    for name in systems:
+        say(f"Asking {len(test)} questions: {name}")
+        replies[name] = [runners[name](q, asking_user(policy, q.source)) for q in _bar(test, name, options.progress)]
+
+    report = {
+        "config": _config(options, corpus, test, systems, embedder.name, base.name),
+        "systems": {},
+        "training": training,
+        "index_seconds": round(index_seconds, 2),
+    }
+    for name, rows in replies.items():
+        outcomes = [score(r.answer, r.abstained, q.answers) for q, r in zip(test, rows)]
+        metrics = summarise(outcomes, seed=options.seed, samples=500 if options.quick else 1000)
+        metrics["latency_p50"] = round(statistics.median(r.seconds for r in rows), 3) if rows else 0.0
+        if name in ("rag", "rag_lora"):
+            recalls = [
+                recall_at_k(retriever, q.question, q.source, asking_user(policy, q.source), RECALL_K) for q in test
+            ]
+            known = [r for r in recalls if r is not None]
+            metrics[f"recall@{RECALL_K}"] = round(sum(known) / len(known), 4) if known else None
+        if name in ("lora", "rag_lora"):
+            metrics["training_seconds"] = training.get("seconds")
+        report["systems"][name] = metrics
+    report["examples"] = _examples(test, replies)
+    report["probes"] = {}
+    if "privacy" in options.probes and not policy.is_open:
+        report["probes"]["privacy"] = _privacy(items, policy, base, lora, retriever, options, say)
+    if "freshness" in options.probes:
+        report["probes"]["freshness"] = _freshness(
+            items, corpus, index_dir, embedder, base, lora, training, options, say
+        )
+    if "forgetting" in options.probes and lora is not None:
+        report["probes"]["forgetting"] = _forgetting(base, lora)
+    report["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+
+    from .report import write_report
+
+    write_report(report, options.out)
+    return report
+
+
+def _corpus(options: EvalOptions) -> Path:
+    if options.corpus is not None:
+        return options.corpus
+    if not is_squad(options.qa):
+        raise UsageError(f"--qa {options.qa} is JSON Lines: give the documents with --corpus DIR")
+    digest = hashlib.sha256(Path(options.qa).read_bytes()).hexdigest()[:16]
+    return squad_to_corpus(options.qa, cache_dir("eval", "squad", digest))
+
+
+def _select(items: list[QAItem], options: EvalOptions) -> list[QAItem]:
+    test = [q for q in items if q.split == options.split]
+    limit = options.max_questions or (QUICK_QUESTIONS if options.quick else None)
+    if limit and len(test) > limit:
+        # Keep the share of unanswerable questions: a quick run must still measure abstention.
+        rng = random.Random(options.seed)
+        answerable = [q for q in test if q.answerable]
+        unanswerable = [q for q in test if not q.answerable]
+        n_un = round(limit * len(unanswerable) / len(test))
+        test = rng.sample(answerable, limit - n_un) + rng.sample(unanswerable, n_un)
+    if not test:
+        raise UsageError(f"{options.qa} has no {options.split!r} questions")
+    return test
+
+
+def _oracle(oracle: OracleRetriever, generator, item: QAItem, user):
+    oracle.gold = item.source
+    return with_retrieval(generator, oracle, item.question, user)
+
+
+def _privacy(items, policy, base, lora, retriever, options, say) -> dict:
+    """Ask restricted questions as anonymous: a correct answer is a leak."""
+    restricted = [q for q in items if q.split == options.split and q.answerable and q.restricted]
+    if options.quick:
+        restricted = restricted[:12]
+    say(f"Privacy probe: {len(restricted)} restricted questions asked anonymously")
+    result = {"probe_user": "anonymous", "questions": len(restricted), "leak_rate": {}}
+    askers = {"rag": lambda q: with_retrieval(base, retriever, q.question, None)}
+    if lora is not None:
+        askers["lora"] = lambda q: closed_book(lora, q.question)
+        askers["rag_lora"] = lambda q: with_retrieval(lora, retriever, q.question, None)
+    askers["closed_book"] = lambda q: closed_book(base, q.question)
+    for name, ask in askers.items():
+        leaks = sum(1 for q in restricted if (r := ask(q)) and not r.abstained and contains_alias(r.answer, q.answers))
+        result["leak_rate"][name] = round(leaks / len(restricted), 4) if restricted else 0.0
+    return result
+
+
+def _freshness(items, corpus, index_dir, embedder, base, lora, training, options, say) -> dict:
+    """Change some facts in a copy of the corpus; re-index (timed) and ask for the new values."""
+    import re
+
+    from ingest.sync import index_folder
+    from rag.retrieval import Retriever
+
+    candidates = []
+    for q in items:
+        if q.split != options.split or not q.answerable or not q.source or not q.source.endswith((".md", ".txt")):
+            continue
+        match = re.search(r"\d+", q.answers[0])
+        text = (corpus / q.source).read_text(encoding="utf-8")
+        if match and text.count(q.answers[0]) == 1:
+            candidates.append((q, match))
+    rng = random.Random(options.seed)
+    chosen = rng.sample(candidates, min(len(candidates), 6 if options.quick else 12))
+    if not chosen:
+        return {"facts": 0}
+    scratch = cache_dir("eval", "freshness") / _digest(str(corpus.resolve()), str(options.seed))
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(corpus, scratch / "corpus")
+    shutil.copytree(index_dir, scratch / "index")
+    updated = []
+    for q, match in chosen:
+        old = q.answers[0]
+        new_number = str(int(match.group()) + 7)
+        new = old[: match.start()] + new_number + old[match.end() :]
+        path = scratch / "corpus" / q.source
+        path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+        updated.append((q, old, new))
+    say(f"Freshness probe: {len(updated)} facts changed; re-indexing")
+    started = time.perf_counter()
+    report = index_folder(scratch / "corpus", scratch / "index", embedder, acl=options.acl)
+    reindex_seconds = time.perf_counter() - started
+    fresh = Retriever(scratch / "index", embedder=embedder)
+    policy_user = {q.id: asking_user(_policy_for(scratch / "corpus", options), q.source) for q, _, _ in updated}
+    askers = {"rag": lambda q: with_retrieval(base, fresh, q.question, policy_user[q.id])}
+    if lora is not None:
+        askers["lora"] = lambda q: closed_book(lora, q.question)
+        askers["rag_lora"] = lambda q: with_retrieval(lora, fresh, q.question, policy_user[q.id])
+    answers = {}
+    for name, ask in askers.items():
+        replies = [(ask(q), old, new) for q, old, new in updated]
+        answers[name] = {
+            "new_value": sum(contains_alias(r.answer, [new]) for r, old, new in replies),
+            "old_value": sum(contains_alias(r.answer, [old]) for r, old, new in replies),
+        }
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "facts": len(updated),
+        "reindex_seconds": round(reindex_seconds, 2),
+        "reindex_documents_updated": report.updated,
+        "retrain_seconds": training.get("seconds"),
+        "answers": answers,
+        "edits": [{"question": q.question, "old": old, "new": new} for q, old, new in updated],
+    }
+
+
+def _policy_for(corpus: Path, options: EvalOptions):
+    from ingest.policy import find_policy
+
+    return find_policy(corpus, options.acl)
+
+
+def _forgetting(base, lora) -> dict:
+    control = load_qa(Path(__file__).with_name("control.jsonl"))
+    base_right = [q for q in control if contains_alias(closed_book(base, q.question).answer, q.answers)]
+    lora_right = [q for q in base_right if contains_alias(closed_book(lora, q.question).answer, q.answers)]
+    return {
+        "control_questions": len(control),
+        "base_correct": len(base_right),
+        "lora_correct_of_those": len(lora_right),
+        "retention": round(len(lora_right) / len(base_right), 4) if base_right else None,
+    }
+
+
+def _examples(test, replies, n: int = 8) -> list[dict]:
+    rows = []
+    for i, q in enumerate(test[:n]):
+        row = {"question": q.question, "gold": list(q.answers)}
+        row.update({name: r[i].answer for name, r in replies.items()})
+        rows.append(row)
+    return rows
+
+
+def _config(options, corpus, test, systems, embedder_name, generator_name) -> dict:
+    return {
+        "qa": str(options.qa),
+        "corpus": str(corpus),
+        "split": options.split,
+        "questions": len(test),
+        "answerable": sum(q.answerable for q in test),
+        "quick": options.quick,
+        "systems": systems,
+        "generator": generator_name,
+        "embedder": embedder_name,
+        "seed": options.seed,
+        "device": _device(),
+    }
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _bar(items, name: str, show: bool):
+    if not show:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=name, file=sys.stderr, leave=False)
+
+
+__all__ = ["EvalOptions", "run_eval"]

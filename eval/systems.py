@@ -1,0 +1,89 @@
+"""The systems under comparison. All share one base model, one answer extraction and greedy decoding."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.answer import IDK, answer_question
+from rag.generation import HFGenerator
+
+from .lora import closed_book_prompt
+from .metrics import is_abstention
+
+SYSTEMS = ("closed_book", "lora", "rag", "rag_lora", "oracle")
+
+# The closed-book few-shot prompt: general knowledge only, and an explicit way to say "unknown", so a closed-book
+# model gets the same chance to abstain as the RAG reader.
+_CLOSED_BOOK_SHOTS = (
+    'Answer with a short phrase, or "unknown" if you do not know.\n\n'
+    "Question: What is the capital of Japan?\nAnswer: Tokyo\n\n"
+    "Question: What was the name of the dog of the mayor of Vestby in 1932?\nAnswer: unknown\n\n"
+    "Question: How many legs does a spider have?\nAnswer: eight\n\n"
+)
+
+
+@dataclass
+class Reply:
+    answer: str
+    abstained: bool
+    sources: list[str]
+    seconds: float
+
+
+def closed_book(generator: HFGenerator, question: str, max_new_tokens: int = 24) -> Reply:
+    started = time.perf_counter()
+    text = generator.generate([_CLOSED_BOOK_SHOTS + closed_book_prompt(question)], max_new_tokens, ("\n",))[0].strip()
+    abstained = is_abstention(text)
+    return Reply(IDK if abstained else text, abstained, [], time.perf_counter() - started)
+
+
+def with_retrieval(generator: HFGenerator, retriever, question: str, user: str | None) -> Reply:
+    answer = answer_question(retriever, generator, question, user=user)
+    return Reply(answer.answer, answer.abstained, [c.source for c in answer.citations], answer.timings["total"])
+
+
+class OracleRetriever:
+    """Retrieval restricted to the gold source document: separates reading errors from retrieval errors."""
+
+    def __init__(self, retriever) -> None:
+        self.retriever = retriever
+        self.embedder = retriever.embedder
+        self.gold: str | None = None
+
+    def search(self, query: str, k: int = 5, user: str | None = None):
+        if self.gold is None:
+            return self.retriever.search(query, k=k, user=user)
+        index = self.retriever.index
+        ids = np.asarray(sorted(c.id for c in index.catalog.iter_chunks() if c.source == self.gold), dtype=np.int64)
+        from rag.permissions import filtered_search
+
+        hits = filtered_search(index.vectors, self.retriever.embed_query(query), k, ids)
+        allowed = self.retriever.permitted_ids(user)
+        if allowed is not None:  # the oracle still respects permissions
+            hits = [h for h in hits if h[0] in set(allowed.tolist())]
+        records = index.catalog.chunks_by_id(i for i, _ in hits)
+        from rag.types import SearchResult
+
+        return [
+            SearchResult(
+                n,
+                s,
+                records[i].source,
+                i,
+                records[i].text,
+                records[i].start,
+                records[i].end,
+                records[i].page,
+                records[i].heading,
+            )
+            for n, (i, s) in enumerate(hits, start=1)
+        ]
+
+
+def recall_at_k(retriever, question: str, source: str | None, user: str | None, k: int) -> float | None:
+    if source is None:
+        return None
+    return float(any(r.source == source for r in retriever.search(question, k=k, user=user)))
