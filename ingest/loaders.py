@@ -1,7 +1,8 @@
 """Find the files of a folder and extract their text, by file type.
 
 A file that cannot be read is reported with a reason (``LoadError``) and the rest of the folder is still indexed.
-Hidden files and folders (the permission policy among them) are never indexed, and not reported either.
+Hidden files and folders (the permission policy among them) and the ``excluded`` paths are never indexed, and not
+reported either. ``LoadedDocument.text`` is the canonical text: chunk offsets point into it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import RagError
+from .paths import POLICY_FILENAME
 from .types import LoadedDocument, Skipped
 
 SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"})
+_LEAVES_FOLDER = "symlink leaves the indexed folder; not followed"
 
 
 class LoadError(RagError):
@@ -24,65 +27,73 @@ class LoadError(RagError):
 
 
 def discover(folder: Path, excluded: Iterable[Path] = ()) -> tuple[list[str], list[Skipped]]:
-    """Relative paths ("/" separators) of the files to load, sorted, and the files refused with a reason."""
+    """Relative paths ("/" separators) of the files to load, sorted, and the files refused with a reason.
+
+    Symlinks inside the folder are followed (each directory is walked once, so loops end); symlinks that leave it
+    are reported, not followed. Whitespace-only files pass here and fail in ``load_file`` with "empty file".
+    """
     root = Path(folder).resolve()
-    skip_dirs = {Path(p).resolve() for p in excluded}
+    silent = {Path(p).resolve() for p in excluded}
     sources: list[str] = []
     skipped: list[Skipped] = []
-    seen_dirs: set[tuple[int, int]] = set()
+    walked: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
         stat = here.stat()
-        if (stat.st_dev, stat.st_ino) in seen_dirs:  # a directory symlink loop
+        if (stat.st_dev, stat.st_ino) in walked:  # reached again through a symlink: a loop or an alias
             dirnames[:] = []
             continue
-        seen_dirs.add((stat.st_dev, stat.st_ino))
-        kept_dirs = []
+        walked.add((stat.st_dev, stat.st_ino))
+        kept = []
         for name in sorted(dirnames):
             path = here / name
-            if name.startswith(".") or path.resolve() in skip_dirs:
+            if name.startswith(".") or path.resolve() in silent:
                 continue
             if path.is_symlink() and not _inside(path.resolve(), root):
-                skipped.append(Skipped(_relative(path, root), "symlink leaves the indexed folder; not followed"))
+                skipped.append(Skipped(_relative(path, root), _LEAVES_FOLDER))
                 continue
-            kept_dirs.append(name)
-        dirnames[:] = kept_dirs
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             path = here / name
-            if name.startswith(".") or path.resolve() in skip_dirs:
+            if name.startswith(".") or name == POLICY_FILENAME or path.resolve() in silent:
                 continue
             source = _relative(path, root)
-            if path.is_symlink() and not _inside(path.resolve(), root):
-                skipped.append(Skipped(source, "symlink leaves the indexed folder; not followed"))
-                continue
-            if not path.is_file():
-                continue
-            suffix = path.suffix.lower()
-            if suffix not in SUPPORTED_SUFFIXES:
-                kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
-                skipped.append(Skipped(source, f"unsupported file type {suffix or '(none)'!r} (supported: {kinds})"))
-                continue
-            if path.stat().st_size == 0:
-                skipped.append(Skipped(source, "empty file"))
-                continue
-            sources.append(source)
-    return sorted(sources), skipped
+            reason = _refusal(path, root)
+            if reason:
+                skipped.append(Skipped(source, reason))
+            elif reason is None:
+                sources.append(source)
+    return sorted(sources), sorted(skipped, key=lambda s: s.path)
+
+
+def _refusal(path: Path, root: Path) -> str | None:
+    """Why a file is refused; None to load it, "" to ignore it silently (not a regular file)."""
+    if path.is_symlink():
+        if not _inside(path.resolve(), root):
+            return _LEAVES_FOLDER
+        if not path.exists():
+            return "broken symlink"
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        return _unsupported(suffix)
+    try:
+        if not path.is_file():
+            return ""
+        if path.stat().st_size == 0:
+            return "empty file"
+    except OSError as err:
+        return _one_line(f"cannot read file: {type(err).__name__}: {err}")
+    return None
 
 
 def load_file(folder: Path, source: str) -> LoadedDocument:
+    """Extract the text of ``folder/source``; raises ``LoadError`` with a one-line reason."""
     path = Path(folder) / source
     suffix = path.suffix.lower()
-    reader = {
-        ".txt": _read_text,
-        ".md": _read_text,
-        ".markdown": _read_text,
-        ".html": _read_html,
-        ".htm": _read_html,
-        ".pdf": _read_pdf,
-        ".docx": _read_docx,
-    }.get(suffix)
-    if reader is None:
-        raise LoadError(f"unsupported file type {suffix!r}")
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise LoadError(_unsupported(suffix))
+    reader = {".html": _read_html, ".htm": _read_html, ".pdf": _read_pdf, ".docx": _read_docx}.get(suffix, _read_text)
     try:
         text, pages = reader(path)
     except LoadError:
@@ -91,29 +102,43 @@ def load_file(folder: Path, source: str) -> LoadedDocument:
         kind = {".pdf": "broken PDF", ".docx": "broken DOCX"}.get(suffix, "cannot read file")
         raise LoadError(_one_line(f"{kind}: {type(err).__name__}: {err}")) from err
     if not text.strip():
-        raise LoadError("empty file" if suffix != ".pdf" else "no extractable text (scanned PDF?)")
+        raise LoadError("no extractable text (scanned PDF?)" if suffix == ".pdf" else "empty file")
     return LoadedDocument(source, text, pages)
 
 
 def normalise(text: str) -> str:
+    """Drop a leading BOM, turn CRLF and lone CR into LF, compose to NFC; keep everything else."""
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     return unicodedata.normalize("NFC", text)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")  # C0 and C1 controls, less \t \n \v \f \r
+
+
 def decode(data: bytes) -> str:
-    """UTF-8 (with or without BOM), UTF-16 with BOM, else Latin-1 — but binary data is refused."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16")
-    if b"\x00" in data[:8192]:
-        raise LoadError("not a text file: it contains NUL bytes")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    sample = text[:8192]
-    control = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t\f")
-    if sample and control / len(sample) > 0.02:
-        raise LoadError("not a text file: too many control characters")
+    """UTF-8 (with or without BOM), UTF-32/UTF-16 with BOM, else Windows-1252/Latin-1; binary data is refused."""
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):  # fmt: skip
+        if data.startswith(bom):
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError:
+                raise LoadError(f"not text: invalid {codec.upper()} after a {codec.upper()} byte-order mark") from None
+            break
+    else:
+        if b"\x00" in data:
+            raise LoadError("not text: contains NUL bytes")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # Windows-1252 is what "Latin-1" text usually is (curly quotes at 0x93/0x94); Latin-1 takes any byte.
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
+    controls = len(_CONTROL.findall(text))
+    if "\x00" in text or controls > max(2, len(text) // 20):  # random bytes: about a quarter are controls
+        raise LoadError(f"not text: too many control characters ({controls} in {len(text)})")
     return text
 
 
@@ -121,60 +146,58 @@ def _read_text(path: Path) -> tuple[str, list]:
     return normalise(decode(path.read_bytes())), []
 
 
-_BLOCK_TAGS = [
-    "p",
-    "div",
-    "section",
-    "article",
-    "li",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "tr",
-    "br",
-    "pre",
-    "blockquote",
-    "dt",
-    "dd",
-    "table",
-    "ul",
-    "ol",
-    "header",
-    "footer",
-    "main",
-    "caption",
+_DROP_TAGS = ["script", "style", "noscript", "template", "head", "svg", "iframe", "object", "canvas"]
+_LINE_TAGS = ["li", "tr", "br", "dt", "dd", "caption", "figcaption", "option"]  # a line break around each
+_PARAGRAPH_TAGS = [  # a blank line around each, so the chunker splits there first
+    *("p", "div", "section", "article", "main", "header", "footer", "nav", "aside", "blockquote", "pre"),
+    *("h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "table", "form", "figure", "address", "hr"),
 ]
+_LINE, _PARAGRAPH = "\ue000", "\ue001"  # markers for the breaks between blocks, resolved after extraction
+_BREAKS = re.compile(f"\\s*[{_LINE}{_PARAGRAPH}][\\s{_LINE}{_PARAGRAPH}]*")
 
 
 def _read_html(path: Path) -> tuple[str, list]:
-    from bs4 import BeautifulSoup
+    from bs4 import BeautifulSoup, NavigableString
 
     soup = BeautifulSoup(decode(path.read_bytes()), "html.parser")
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe"]):
-        tag.decompose()
+    title = " ".join(soup.title.get_text().split()) if soup.title else ""
+    for tag in soup.find_all(_DROP_TAGS) + soup.find_all(attrs={"hidden": True}):
+        if not tag.decomposed:  # not already gone with an enclosing tag
+            tag.decompose()
+    for string in soup.find_all(string=True):  # collapse source line wrapping, as a browser does (not in <pre>)
+        if type(string) is NavigableString and string.find_parent("pre") is None:
+            string.replace_with(re.sub(r"[\s\ue000\ue001]+", " ", str(string)))
     for cell in soup.find_all(["td", "th"]):
-        cell.insert_after(" | ")
-    for tag in soup.find_all(_BLOCK_TAGS):
-        tag.insert_before("\n")
-        tag.insert_after("\n")
-    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip(" |") for line in soup.get_text().splitlines()]
-    body = "\n".join(line for line in lines if line.strip())
+        if cell.find_next_sibling(["td", "th"]):
+            cell.insert_after(" | ")
+    for tags, marker in ((_LINE_TAGS, _LINE), (_PARAGRAPH_TAGS, _PARAGRAPH)):
+        for tag in soup.find_all(tags):
+            tag.insert_before(marker)
+            tag.insert_after(marker)
+    text = _BREAKS.sub(lambda m: "\n\n" if _PARAGRAPH in m.group() else "\n", soup.get_text())
+    body = text.strip()
     if title and not body.startswith(title):
-        body = f"{title}\n{body}"
+        body = f"{title}\n\n{body}"
     return normalise(body), []
 
 
 def _read_pdf(path: Path) -> tuple[str, list[tuple[int, int]]]:
+    import logging
+
     from pypdf import PdfReader
 
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its repair warnings would be noise; failures raise
     reader = PdfReader(str(path))
     if reader.is_encrypted:
-        raise LoadError("encrypted PDF; decrypt it first")
-    parts, pages, offset = [], [], 0
+        try:
+            opened = reader.decrypt("")  # many PDFs are "encrypted" with an empty password, for permissions only
+        except Exception:  # noqa: BLE001 - e.g. AES without the cryptography package
+            opened = 0
+        if not opened:
+            raise LoadError("encrypted PDF (needs a password); decrypt it first")
+    parts: list[str] = []
+    pages: list[tuple[int, int]] = []
+    offset = 0
     for number, page in enumerate(reader.pages, start=1):
         text = normalise(page.extract_text() or "").strip()
         if parts:
@@ -187,13 +210,27 @@ def _read_pdf(path: Path) -> tuple[str, list[tuple[int, int]]]:
 
 def _read_docx(path: Path) -> tuple[str, list]:
     import docx
+    from docx.table import Table
 
-    document = docx.Document(str(path))
-    blocks = [p.text for p in document.paragraphs if p.text.strip()]
-    for table in document.tables:
-        for row in table.rows:
-            blocks.append(" | ".join(cell.text.strip() for cell in row.cells))
+    blocks = []
+    for block in docx.Document(str(path)).iter_inner_content():  # paragraphs and tables, in document order
+        if isinstance(block, Table):
+            rows = []
+            for row in block.rows:
+                cells, seen = [], set()
+                for cell in row.cells:
+                    if id(cell._tc) not in seen:  # a merged cell is listed once per grid column it spans
+                        seen.add(id(cell._tc))
+                        cells.append(" ".join(cell.text.split()))
+                rows.append(" | ".join(cells))
+            blocks.append("\n".join(rows))
+        elif block.text.strip():
+            blocks.append(block.text)
     return normalise("\n\n".join(blocks)), []
+
+
+def _unsupported(suffix: str) -> str:
+    return f"unsupported file type {suffix or '(none)'!r} (supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})"
 
 
 def _inside(path: Path, root: Path) -> bool:
