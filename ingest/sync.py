@@ -103,7 +103,13 @@ def index_folder(
             if old and old.mtime_ns == stat.st_mtime_ns and old.size == stat.st_size:
                 report.unchanged += 1
                 continue
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError as err:  # unreadable (permissions, vanished): skip it, keep any previous version
+                report.skipped.append(Skipped(source, f"cannot read file: {err.strerror or err}"))
+                if old:
+                    report.unchanged += 1
+                continue
             if old and old.hash == digest:
                 report.unchanged += 1
                 stat_only[old.id] = (stat.st_mtime_ns, stat.st_size)
