@@ -1,9 +1,12 @@
-"""The answer pipeline: retrieve what the user may read, decide whether it is relevant, read, cite, or abstain.
+"""The answer pipeline: retrieve what the user may read, let a reader answer or abstain, cite, time each stage.
 
-Abstention happens in three places, each cheaper than the next:
-1. nothing relevant was retrieved (the best passage scores under ``MIN_RETRIEVAL_SCORE``): the model is not called;
-2. the model says the passages do not answer ("unknown");
-3. the model's answer is not found in any passage: an answer the passages don't support is not given.
+The reader is pluggable (``rag.reader.Reader``): the default extractive reader picks the best sentences and decodes a
+span of them; any other generator (an instruction-tuned model, a test fake) gets a few-shot or chat prompt with
+numbered passages and answers with citation marks. Abstention, cheapest first:
+1. nothing was retrieved, or nothing relevant enough (a score threshold; the model is not called);
+2. a name or number of the question appears in no retrieved passage (the model is not called);
+3. the model says the passages do not answer ("unknown");
+4. the generative reader's answer is not found in any passage: an answer the passages don't support is not given.
 """
 
 from __future__ import annotations
@@ -12,38 +15,19 @@ import re
 import time
 from collections.abc import Callable
 
-from .prompting import UNKNOWN, Passage, chat_messages, completion_prompt, extractive_prompt, fit_passages
-from .reader import select_units
+from .prompting import UNKNOWN, Passage, chat_messages, completion_prompt, fit_passages
+from .reader import ABSTAIN_PHRASES, IDK, MIN_SENTENCE_SCORE, ReadResult, make_reader
 from .text import contains_answer, normalise
 from .types import Answer, Citation, SearchResult
 
 DEFAULT_K = 5
-# Cosine similarity of MiniLM between the question and its best passage. Calibrated on the demo QA dev split
-# (corpora/acme-qa.jsonl, split "dev", `python -m eval.ask_eval --calibrate`): the 5th percentile of the
-# answerable questions' best scores (0.30) less a 0.02 margin. Below it, no passage is relevant enough to read.
+# Cosine similarity of MiniLM between the question and its best chunk, for the generative reader (the extractive
+# reader gates on its sharper best-sentence score, reader.MIN_SENTENCE_SCORE). Calibrated on the demo QA dev split
+# (corpora/acme-qa.jsonl, split "dev"): the 5th percentile of the answerable questions' best chunk scores (0.30)
+# less a 0.02 margin. Below it, no passage is relevant enough to read.
 MIN_RETRIEVAL_SCORE = 0.28
-# The same gate for the extractive reader, on the best sentence's relevance (reader.select_units), which separates
-# on-topic from off-topic questions far better than a whole chunk's score. Calibrated on the same dev split: the
-# lowest best-sentence score of an answerable dev question (0.417) less 0.02, so no answerable dev question is
-# gated. Plausible unanswerable questions score higher (0.52-0.78); the reader has to catch those.
-MIN_SENTENCE_SCORE = 0.40
 STOP = ("\n", "Question:", "Passages:")
 _CITATION = re.compile(r"\[(\d{1,2})\]")
-_ABSTAIN_PHRASES = {
-    "unknown",
-    "i dont know",
-    "i do not know",
-    "not stated",
-    "not mentioned",
-    "no answer",
-    "none",
-    "not specified",
-    "the passages do not say",
-    "cannot be determined",
-    "not known",
-    "n a",
-}
-IDK = "I don't know."
 
 
 def answer_question(
@@ -55,51 +39,72 @@ def answer_question(
     max_new_tokens: int = 48,
     on_token: Callable[[str], None] | None = None,
     min_score: float | None = None,
+    reader=None,
 ) -> Answer:
+    """Answer ``question`` from what ``user`` may read; ``Answer.abstained`` with "I don't know." otherwise."""
+    return answer_with_details(retriever, generator, question, user, k, max_new_tokens, on_token, min_score, reader)[0]
+
+
+def answer_with_details(
+    retriever,
+    generator,
+    question: str,
+    user: str | None = None,
+    k: int = DEFAULT_K,
+    max_new_tokens: int = 48,
+    on_token: Callable[[str], None] | None = None,
+    min_score: float | None = None,
+    reader=None,
+) -> tuple[Answer, ReadResult]:
+    """``answer_question`` plus the reader's result, whose ``signals`` (retrieval score, sentence score, answer
+    log-probabilities, ...) are what abstention thresholds are calibrated on."""
     started = time.perf_counter()
-    embed = getattr(getattr(retriever, "embedder", None), "embed", None)
     results: list[SearchResult] = retriever.search(question, k=k, user=user)
     retrieved = time.perf_counter()
-    threshold = MIN_RETRIEVAL_SCORE if min_score is None else min_score
     timings = {"retrieval": round(retrieved - started, 4)}
-    gate_on_chunks = not (hasattr(generator, "extract") and embed is not None)
-    if not results or (gate_on_chunks and results[0].score < threshold):
-        timings.update(generation=0.0, total=round(time.perf_counter() - started, 4))
-        return Answer(IDK, True, [], timings, reason="no passage relevant enough to the question")
-
-    if hasattr(generator, "extract") and embed is not None:
-        units, relevance = select_units(question, results, embed)
-        if not units or relevance[0] < MIN_SENTENCE_SCORE:
-            timings.update(generation=0.0, total=round(time.perf_counter() - started, 4))
-            return Answer(IDK, True, [], timings, reason="no passage relevant enough to the question")
-        answer, cited = read_extractive(generator, question, units, max_new_tokens, on_token)
+    if reader is None:
+        embed = getattr(getattr(retriever, "embedder", None), "embed", None)
+        reader = make_reader(generator, embed)
+    if isinstance(reader, GenerativeReader):
+        reader.max_new_tokens = max_new_tokens
+        reader.min_score = MIN_RETRIEVAL_SCORE if min_score is None else min_score
+    if not results:
+        read = ReadResult(IDK, True, [], {}, "nothing readable was retrieved")
     else:
-        answer, cited = parse_output(read(generator, question, results, max_new_tokens, on_token), len(results))
-    generated = time.perf_counter()
-    timings.update(generation=round(generated - retrieved, 4), total=round(generated - started, 4))
-    if not answer or normalise(answer) in _ABSTAIN_PHRASES:
-        return Answer(IDK, True, [], timings, reason="the passages do not answer the question")
-    supporting = [i for i, r in enumerate(results, start=1) if contains_answer(r.text, answer)]
-    if not supporting:
-        return Answer(IDK, True, [], timings, reason=f"the model's answer {answer!r} is not in the passages")
-    chosen = [n for n in cited if n in supporting] or supporting[:2]
+        read = reader.read(question, results, on_token)
+    finished = time.perf_counter()
+    timings.update(generation=round(finished - retrieved, 4), total=round(finished - started, 4))
+    if read.abstained:
+        return Answer(IDK, True, [], timings, reason=read.reason), read
     citations = [
-        Citation(n=n, source=results[n - 1].source, chunk_id=results[n - 1].chunk_id, score=results[n - 1].score)
-        for n in chosen
+        Citation(n=i + 1, source=results[i].source, chunk_id=results[i].chunk_id, score=results[i].score)
+        for i in read.cited
     ]
-    return Answer(answer, False, citations, timings)
+    return Answer(read.answer, False, citations, timings), read
 
 
-def read_extractive(generator, question, units, max_new_tokens, on_token=None) -> tuple[str, list[int]]:
-    """Span-constrained decoding over the selected sentences (see reader.py); cites the chunk the span came from."""
-    passages = [Passage(n, unit.context, unit.text) for n, unit in enumerate(units, start=1)]
-    answer, _confidence = generator.extract(
-        extractive_prompt(question, passages), [u.text for u in units], max_new_tokens
-    )
-    if on_token and answer:
-        on_token(answer)
-    cited = [units[n].result + 1 for n in range(len(units)) if contains_answer(units[n].text, answer)]
-    return answer, list(dict.fromkeys(cited))
+class GenerativeReader:
+    """Free greedy generation from numbered passages; the answer must occur in a passage to be given."""
+
+    def __init__(self, generator, max_new_tokens: int = 48, min_score: float = MIN_RETRIEVAL_SCORE) -> None:
+        self.generator = generator
+        self.max_new_tokens = max_new_tokens
+        self.min_score = min_score
+
+    def read(self, question: str, results: list[SearchResult], on_token=None) -> ReadResult:
+        signals = {"retrieval_score": results[0].score}
+        if results[0].score < self.min_score:
+            return ReadResult(IDK, True, [], signals, "no passage relevant enough to the question")
+        raw = read(self.generator, question, results, self.max_new_tokens, on_token)
+        answer, cited = parse_output(raw, len(results))
+        if not answer or normalise(answer) in ABSTAIN_PHRASES:
+            return ReadResult(IDK, True, [], signals, "the passages do not answer the question")
+        supporting = [i for i, r in enumerate(results, start=1) if contains_answer(r.text, answer)]
+        signals["verbatim"] = float(bool(supporting))
+        if not supporting:
+            return ReadResult(IDK, True, [], signals, f"the model's answer {answer!r} is not in the passages")
+        chosen = [n for n in cited if n in supporting] or supporting[:1]
+        return ReadResult(answer, False, [n - 1 for n in chosen], signals)
 
 
 def read(generator, question: str, results: list[SearchResult], max_new_tokens: int, on_token=None) -> str:
@@ -142,4 +147,15 @@ def _chat_builder(generator):
     return build
 
 
-__all__ = ["answer_question", "parse_output", "read", "UNKNOWN", "MIN_RETRIEVAL_SCORE", "DEFAULT_K"]
+__all__ = [
+    "answer_question",
+    "answer_with_details",
+    "GenerativeReader",
+    "parse_output",
+    "read",
+    "IDK",
+    "UNKNOWN",
+    "MIN_RETRIEVAL_SCORE",
+    "MIN_SENTENCE_SCORE",
+    "DEFAULT_K",
+]

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ingest.embedding import best_device
 from ingest.errors import ModelLoadError
@@ -22,6 +22,15 @@ from ingest.paths import cache_dir
 
 DEFAULT_GENERATOR = "gemma-3-270m"
 _DEFAULT_ALIASES = {DEFAULT_GENERATOR, "gemma3-270m", "default", "google/gemma-3-270m"}
+
+
+class Extraction(NamedTuple):
+    """A span chosen by constrained decoding, with the model's confidence signals (natural-log probabilities)."""
+
+    text: str
+    mean_logprob: float  # mean over the span's tokens
+    first_logprob: float  # the span's first token, at the first step
+    abstain_logprob: float  # the abstain word's first token, at the first step
 
 
 class Generator(Protocol):
@@ -117,7 +126,8 @@ class HFGenerator:
         # transformers 5 renamed the cache argument; accept either so user-supplied versions keep working.
         import inspect
 
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes through
+        self._cache_arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
     @property
     def device(self):
@@ -163,10 +173,11 @@ class HFGenerator:
 
     def extract(
         self, prompt: str, spans: Sequence[str], max_new_tokens: int = 24, abstain: str = "unknown"
-    ) -> tuple[str, float]:
+    ) -> Extraction:
         """Greedy decoding restricted to a contiguous piece of one of ``spans`` (or ``abstain``), ended by a newline.
 
-        Returns the text and its mean token log-probability under the unconstrained model (a confidence signal).
+        Returns the text with confidence signals under the unconstrained model: the span's mean token log-probability,
+        and the first step's log-probabilities of the chosen token and of ``abstain``'s first token.
         """
         import torch
 
@@ -180,6 +191,7 @@ class HFGenerator:
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.device)
         generated: list[int] = []
         logprobs: list[float] = []
+        abstain_first = float("-inf")
         past = None
         with torch.inference_mode():
             for _ in range(max_new_tokens):
@@ -199,12 +211,16 @@ class HFGenerator:
                     self.last_margin = float(logits[token]) - unknown_logit
                 if token == newline:
                     break
-                logprobs.append(float(torch.log_softmax(logits, dim=-1)[token]))
+                logsoftmax = torch.log_softmax(logits, dim=-1)
+                if not generated:
+                    abstain_first = float(logsoftmax[sequences[-1][0]])
+                logprobs.append(float(logsoftmax[token]))
                 generated.append(token)
                 positions = [(s, i + 1) for s, i in positions if i < len(sequences[s]) and sequences[s][i] == token]
                 ids = torch.tensor([[token]], device=self.device)
         text = tokenizer.decode(generated, skip_special_tokens=True).strip()
-        return text, (sum(logprobs) / len(logprobs) if logprobs else float("-inf"))
+        mean = sum(logprobs) / len(logprobs) if logprobs else float("-inf")
+        return Extraction(text, mean, logprobs[0] if logprobs else float("-inf"), abstain_first)
 
     def _word_start_ids(self) -> set[int]:
         if not hasattr(self, "_word_starts"):

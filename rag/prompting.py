@@ -45,18 +45,57 @@ _EXAMPLES = [
 
 
 EXTRACTIVE_INSTRUCTIONS = (
-    "Answer each question with the shortest phrase copied from the passages, "
+    "Answer each question with the shortest phrase copied from the passages, with its unit or currency, "
     f'or "{UNKNOWN}" if the passages do not answer it.'
 )
 
+# Sentence-level examples for the extractive reader: a table row, a date, a person, and an unanswerable question.
+# Invented and unlike any real corpus, so they teach the format (copy the whole value, "unknown") and not facts.
+_EXTRACTIVE_EXAMPLES = [
+    (
+        [
+            ("fleet rates | Port | Full day | Half day", "| Bergen | NOK 610 | NOK 305 |"),
+            ("fleet > Skarv", "The research vessel Skarv was launched on 9 March 2029 in Alesund."),
+        ],
+        "What is the full-day rate for Bergen?",
+        "NOK 610",
+    ),
+    (
+        [
+            ("fleet > Skarv", "The research vessel Skarv was launched on 9 March 2029 in Alesund."),
+            ("crew", "Mina Dahl, chief engineer, leads the sonar team of twelve."),
+        ],
+        "Who leads the sonar team?",
+        "Mina Dahl",
+    ),
+    (
+        [("canteen > menu", "The canteen serves lentil soup every Thursday from 11:30.")],
+        "Who is the head chef of the canteen?",
+        UNKNOWN,
+    ),
+    (
+        [
+            ("crew", "Mina Dahl, chief engineer, leads the sonar team of twelve."),
+            ("fleet > Skarv", "The research vessel Skarv was launched on 9 March 2029 in Alesund."),
+        ],
+        "When was the Skarv launched?",
+        "9 March 2029",
+    ),
+]
+
 
 def extractive_prompt(question: str, passages: list[Passage]) -> str:
-    """Few-shot completion for span extraction; the same invented examples, without citation marks."""
+    """Few-shot completion for span extraction: sentences with their context, the question, "Answer:"."""
     blocks = [EXTRACTIVE_INSTRUCTIONS, ""]
-    for example_passages, example_question, example_answer in _EXAMPLES:
+    for example_passages, example_question, example_answer in _EXTRACTIVE_EXAMPLES:
         numbered = [Passage(i + 1, s, t) for i, (s, t) in enumerate(example_passages)]
-        answer = example_answer.split(" [")[0]
-        blocks += ["Passages:", format_passages(numbered), f"Question: {example_question}", f"Answer: {answer}", ""]
+        blocks += [
+            "Passages:",
+            format_passages(numbered),
+            f"Question: {example_question}",
+            f"Answer: {example_answer}",
+            "",
+        ]
     blocks += ["Passages:", format_passages(passages), f"Question: {' '.join(question.split())}", "Answer:"]
     return "\n".join(blocks)
 

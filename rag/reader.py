@@ -13,16 +13,18 @@ levers fix most of that (measured on the demo QA set, see the README):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from .text import normalise
+from .text import contains_answer, normalise
 from .types import SearchResult
 
-MAX_UNITS = 2
+MAX_UNITS = 3
 LEXICAL_WEIGHT = 0.4
+TYPE_WEIGHT = 0.1
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _TABLE_RULE = re.compile(r"^\|?[\s:|-]+\|?$")
 _STOPWORDS = set(
@@ -65,6 +67,86 @@ def split_units(result: SearchResult, index: int) -> list[Unit]:
     return units
 
 
+_SEGMENT_BREAK = re.compile(r"\s*(?:\||;|:\s|,\s|\(|\)|\s[\u2013\u2014-]\s|\.\s|\.$)\s*")
+
+
+def segments(text: str) -> list[str]:
+    """The pieces of a unit an answer may come from: split at table cells, clause punctuation and brackets, never
+    inside a number ("12,500", "3.50"). A span ends where its segment ends, so a small model cannot ramble on."""
+    return [piece.strip() for piece in _SEGMENT_BREAK.split(text) if piece and piece.strip()]
+
+
+_NAME = re.compile(r"\b[A-Z][a-z\u00e0-\u024f][\w\u00c0-\u024f]{2,}")  # "Copenhagen", not "HTI", "Q1" or "EV"
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def key_terms(question: str) -> list[str]:
+    """Names and numbers of the question: capitalised words of 4+ letters after the first word (acronyms are
+    skipped: they are often spelled out in the text) and numbers of 2+ digits ("2029", the 120 of "120-unit")."""
+    words = question.split()
+    rest = " ".join(words[1:]) if words else ""
+    terms = [normalise(t) for t in _NAME.findall(rest)]
+    terms += [normalise(t) for t in _NUMBER.findall(question) if len(t) >= 2]
+    return [t for t in dict.fromkeys(terms) if t and t not in _STOPWORDS]
+
+
+def missing_terms(question: str, results: list[SearchResult]) -> list[str]:
+    """Key terms of the question that no retrieved passage mentions (in its text, source path or heading).
+
+    "What is the per diem for Copenhagen?" over a travel policy without Copenhagen: the passages cannot answer it,
+    however relevant they look. Matching is on normalised words, a shared 5-letter prefix counting as a match
+    ("Halvorsen's" ~ "halvorsen")."""
+    seen = set()
+    for result in results:
+        seen.update(
+            normalise(f"{result.text} {result.source.replace('/', ' ')} {getattr(result, 'heading', '')}").split()
+        )
+    prefixes = {w[:5] for w in seen if len(w) >= 5}
+    missing = []
+    for term in key_terms(question):
+        words = term.split()
+        if all(w in seen or (len(w) >= 5 and w[:5] in prefixes) for w in words):
+            continue
+        missing.append(term)
+    return missing
+
+
+_NUMBER_Q = re.compile(
+    r"\b(how (many|much|long|often|large|big|far|old|high|deep)|what (percentage|share|amount|price|cost|margin)|"
+    r"budget|price|cost|revenue|per diem|allowance|worth|value|salary|extension|length)\b",
+    re.I,
+)
+_DATE_Q = re.compile(r"\b(when|what (date|year|day|month)|which (year|date|day|month|weeks?))\b", re.I)
+_PERSON_Q = re.compile(r"^\s*(who|whom|name the)\b", re.I)
+_MONTHS = "january february march april may june july august september october november december"
+_DATE = re.compile(
+    r"\b(1[89]\d\d|20\d\d|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+    + "|".join(_MONTHS.split())
+    + r")\b|\d{1,2}:\d\d",
+    re.I,
+)
+_PERSON = re.compile(r"\b[A-Z][a-z\u00e0-\u024f]+(?:-[A-Z][a-z]+)? [A-Z][a-z\u00e0-\u024f]+")
+
+
+def expected_type(question: str) -> str | None:
+    """What kind of answer the question wants: "date", "number", "person" or None."""
+    if _DATE_Q.search(question):
+        return "date"
+    if _NUMBER_Q.search(question):
+        return "number"
+    if _PERSON_Q.search(question):
+        return "person"
+    return None
+
+
+def has_type(text: str, kind: str) -> bool:
+    if kind == "date":
+        return bool(_DATE.search(text))
+    if kind == "number":
+        return any(ch.isdigit() for ch in text)
+    return bool(_PERSON.search(text))
+
+
 def content_words(text: str) -> set[str]:
     return {w for w in normalise(text).split() if w not in _STOPWORDS}
 
@@ -85,6 +167,105 @@ def select_units(
     cosine = vectors[1:] @ vectors[0]
     asked = content_words(question)
     lexical = np.array([len(asked & content_words(u.context + " " + u.text)) / max(1, len(asked)) for u in units])
-    relevance = cosine + LEXICAL_WEIGHT * lexical
+    wanted = expected_type(question)
+    typed = np.array([float(wanted is not None and has_type(u.text, wanted)) for u in units])
+    relevance = cosine + LEXICAL_WEIGHT * lexical + TYPE_WEIGHT * typed
     order = np.argsort(-relevance, kind="stable")[:max_units]
     return [units[i] for i in order], [float(relevance[i]) for i in order]
+
+
+# --- Readers: question + retrieved passages -> an answer or an abstention, with the signals behind it ----------
+
+# Best sentence's relevance (cosine + LEXICAL_WEIGHT * word overlap + TYPE_WEIGHT * answer type) under which nothing
+# retrieved is on topic. Calibrated on the demo QA dev split (`python -m eval.ask_eval --calibrate`): the lowest
+# best-sentence score of an answerable dev question less a 0.02 margin, so no answerable dev question is gated.
+MIN_SENTENCE_SCORE = 0.40
+
+
+@dataclass
+class ReadResult:
+    """What a reader concluded. ``cited`` holds 0-based indices into the retrieval results."""
+
+    answer: str
+    abstained: bool
+    cited: list[int] = field(default_factory=list)
+    signals: dict[str, float] = field(default_factory=dict)  # for calibrating abstention thresholds
+    reason: str = ""
+
+
+class Reader(Protocol):
+    def read(self, question: str, results: list[SearchResult], on_token=None) -> ReadResult: ...
+
+
+class ExtractiveReader:
+    """Sentence selection, then span-constrained decoding (``generator.extract``) over the selected sentences.
+
+    Abstains, without calling the model, when no sentence is on topic or when a name or number of the question
+    appears in no retrieved passage; and when the model picks "unknown".
+    """
+
+    def __init__(self, generator, embed, max_units: int = MAX_UNITS, max_new_tokens: int = 16) -> None:
+        self.generator = generator
+        self.embed = embed
+        self.max_units = max_units
+        self.max_new_tokens = max_new_tokens
+
+    def read(self, question: str, results: list[SearchResult], on_token=None) -> ReadResult:
+        from .prompting import Passage, extractive_prompt
+
+        signals = {"retrieval_score": results[0].score if results else 0.0}
+        units, relevance = select_units(question, results, self.embed, self.max_units)
+        signals["sentence_score"] = relevance[0] if relevance else 0.0
+        if not units or relevance[0] < MIN_SENTENCE_SCORE:
+            return ReadResult(IDK, True, [], signals, "no passage relevant enough to the question")
+        missing = missing_terms(question, results)
+        signals["missing_terms"] = float(len(missing))
+        if missing:
+            return ReadResult(IDK, True, [], signals, f"the passages do not mention {', '.join(missing)}")
+        passages = [Passage(n, unit.context, unit.text) for n, unit in enumerate(units, start=1)]
+        spans = [piece for unit in units for piece in segments(unit.text)]
+        wanted = expected_type(question)
+        typed = [piece for piece in spans if wanted and has_type(piece, wanted)]
+        spans = typed or spans  # a "when" question is answered by a date, a "how much" one by a number
+        found = self.generator.extract(extractive_prompt(question, passages), spans, self.max_new_tokens)
+        signals.update(
+            answer_logprob=found.mean_logprob,
+            first_logprob=found.first_logprob,
+            abstain_logprob=found.abstain_logprob,
+        )
+        answer = found.text.strip(" .,;:")
+        if not answer or normalise(answer) in ABSTAIN_PHRASES:
+            return ReadResult(IDK, True, [], signals, "the passages do not answer the question")
+        if on_token:
+            on_token(answer)
+        cited = [unit.result for unit in units if contains_answer(unit.text, answer)]
+        cited = list(dict.fromkeys(cited)) or [i for i, r in enumerate(results) if contains_answer(r.text, answer)][:1]
+        signals["verbatim"] = float(bool(cited))
+        return ReadResult(answer, False, cited, signals)
+
+
+def make_reader(generator, embed=None) -> Reader:
+    """The extractive reader when the generator can constrain its decoding and an embedder is at hand (the default
+    pipeline); otherwise free few-shot (or chat) generation with citation marks, checked against the passages."""
+    if hasattr(generator, "extract") and embed is not None:
+        return ExtractiveReader(generator, embed)
+    from .answer import GenerativeReader
+
+    return GenerativeReader(generator)
+
+
+ABSTAIN_PHRASES = {
+    "unknown",
+    "i dont know",
+    "i do not know",
+    "not stated",
+    "not mentioned",
+    "no answer",
+    "none",
+    "not specified",
+    "passages do not say",
+    "cannot be determined",
+    "not known",
+    "n a",
+}
+IDK = "I don't know."

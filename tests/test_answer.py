@@ -110,3 +110,77 @@ def test_fit_passages_trims_passages_never_the_question():
     kept = fit_passages(question, long, completion_prompt, lambda t: len(t.split()), budget=500)
     prompt = completion_prompt(question, kept)
     assert len(prompt.split()) <= 500 and question in prompt and len(kept) < 4
+
+
+# --- the extractive reader, with a scripted span-choosing generator ---------------------------------------------
+
+from rag.generation import Extraction  # noqa: E402
+from rag.reader import expected_type, key_terms, missing_terms, segments  # noqa: E402
+from tests.fakes import HashEmbedder  # noqa: E402
+
+
+class ScriptedExtractor(ScriptedGenerator):
+    """Picks the first allowed span that contains ``reply`` (or "unknown"), as constrained decoding would."""
+
+    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown"):
+        self.prompts.append(prompt)
+        self.spans = list(spans)
+        if self.reply != abstain and not any(self.reply in s for s in spans):
+            raise AssertionError(f"{self.reply!r} is not a span of {spans}")
+        return Extraction(self.reply, -0.5, -1.0, -6.0)
+
+
+class EmbeddingRetriever(ListRetriever):
+    def __init__(self, results):
+        super().__init__(results)
+        self.embedder = HashEmbedder(256)
+
+
+def test_extractive_reader_quotes_a_span_and_cites_its_chunk():
+    generator = ScriptedExtractor("NOK 18.4 million")
+    answer = answer_question(EmbeddingRetriever(PASSAGES), generator, "What is the 2031 fleet budget?")
+    assert not answer.abstained and answer.answer == "NOK 18.4 million"
+    assert [(c.n, c.source, c.chunk_id) for c in answer.citations] == [(2, "budget/2031.txt", 102)]
+    assert "The 2031 fleet budget is NOK 18.4 million" in generator.prompts[0]
+    assert all(any(ch.isdigit() for ch in s) for s in generator.spans)  # "what is the budget" wants a number
+
+
+def test_extractive_reader_abstains_when_the_model_says_unknown():
+    answer = answer_question(
+        EmbeddingRetriever(PASSAGES), ScriptedExtractor("unknown"), "What is the 2031 fleet budget?"
+    )
+    assert answer.abstained and answer.answer == IDK and "do not answer" in answer.reason
+
+
+def test_a_name_no_passage_mentions_abstains_without_the_model():
+    generator = ScriptedExtractor("NOK 18.4 million")
+    answer = answer_question(EmbeddingRetriever(PASSAGES), generator, "What is the 2031 fleet budget in Copenhagen?")
+    assert answer.abstained and "copenhagen" in answer.reason and generator.prompts == []
+
+
+def test_off_topic_question_abstains_without_the_model():
+    generator = ScriptedExtractor("Vardo")
+    answer = answer_question(EmbeddingRetriever(PASSAGES), generator, "Quantum chromodynamics lattice gauge theory?")
+    assert answer.abstained and generator.prompts == [] and answer.reason.startswith("no passage relevant")
+
+
+def test_segments_keep_numbers_whole_and_split_cells_and_clauses():
+    assert segments("| Hamburg | EUR 64 | EUR 32 |") == ["Hamburg", "EUR 64", "EUR 32"]
+    assert segments("It costs NOK 12,500 (VAT 3.5%), paid monthly.") == [
+        "It costs NOK 12,500",
+        "VAT 3.5%",
+        "paid monthly",
+    ]
+
+
+def test_key_terms_and_question_types():
+    assert key_terms("What is the per diem for Copenhagen in 2029?") == ["copenhagen", "2029"]
+    assert key_terms("How many interns does HTI employ in Q1?") == []  # acronyms are often spelled out
+    assert missing_terms("Per diem for Copenhagen?", PASSAGES) == ["copenhagen"]
+    assert missing_terms("Where is the Skarv's home port?", PASSAGES) == []
+    assert [expected_type(q) for q in ("When is it?", "How many crew?", "Who leads?", "Which app?")] == [
+        "date",
+        "number",
+        "person",
+        None,
+    ]
