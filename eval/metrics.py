@@ -58,7 +58,9 @@ def score(answer: str, abstained: bool, aliases) -> Scored:
     answerable = bool(aliases)
     if abstained or not answerable:
         return Scored(answerable, abstained, False, False, 0.0)
-    return Scored(answerable, False, contains_alias(answer, aliases), exact_match(answer, aliases), token_f1(answer, aliases))
+    return Scored(
+        answerable, False, contains_alias(answer, aliases), exact_match(answer, aliases), token_f1(answer, aliases)
+    )
 
 
 def rates(outcomes: list[Scored]) -> dict[str, float]:
