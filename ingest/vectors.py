@@ -3,6 +3,16 @@
 ``flat`` (the default) is an ``IndexIDMap2`` over an exact inner-product index. ``hnsw`` and ``ivf`` are
 approximate options for very large folders; under a small permitted set HNSW returns fewer than k results, so
 below ``EXACT_FALLBACK_FRACTION`` we search the permitted vectors exactly instead (they are reconstructed by id).
+
+Every kind is wrapped in an ``IndexIDMap2`` so that vectors can be reconstructed by chunk id. ``remove`` deletes in
+place for ``flat``; for ``hnsw`` (no deletion in the graph) and ``ivf`` (``IndexIDMap2.remove_ids`` renumbers its id
+map while IVF keeps the old internal ids, which silently mislabels results) it rebuilds from the remaining vectors:
+O(n) once per ``rag index`` run that deletes or changes documents, and always correct.
+
+``search`` returns per-query lists (``list[np.ndarray]``) of ids and scores with FAISS's -1 padding removed, so a
+row is shorter than k exactly when fewer than k vectors are permitted. The permitted set reaches FAISS as an
+``IDSelectorBitmap`` (measured as fast as ``IDSelectorBatch`` at 100k to search, and much cheaper to build for large
+sets) inside ``SearchParameters``; ``IDSelectorBatch`` is used when the ids are too sparse for a bitmap.
 """
 
 from __future__ import annotations
@@ -14,9 +24,13 @@ import numpy as np
 from .errors import IndexCorruptError
 
 KINDS = ("flat", "hnsw", "ivf")
-EXACT_FALLBACK_FRACTION = 0.05  # below this permitted fraction, approximate search under a filter comes up short
+# Below this permitted fraction, HNSW under a filter comes up short (fewer than k, lower recall): search the
+# permitted vectors exactly instead. Chosen with `python -m eval.bench_filter` (see its docstring for the table).
+EXACT_FALLBACK_FRACTION = 0.05
 HNSW_M = 32
 HNSW_EF_SEARCH = 128
+IVF_NLIST = 64  # at most; shrunk for small first batches (see _train)
+IVF_NPROBE_FRACTION = 8  # unfiltered IVF probes nlist // 8 lists; filtered IVF probes all of them (exact)
 
 
 class VectorIndex:
@@ -24,6 +38,7 @@ class VectorIndex:
         self._index = index
         self.kind = kind
         self.dimension = int(index.d)
+        self.fallback_fraction = EXACT_FALLBACK_FRACTION  # per instance, so the benchmark can switch it off
 
     @classmethod
     def create(cls, dimension: int, kind: str = "flat") -> VectorIndex:
@@ -36,7 +51,7 @@ class VectorIndex:
             inner.hnsw.efSearch = HNSW_EF_SEARCH
         elif kind == "ivf":
             # Untrained until enough vectors arrive; see add(). nlist grows with the collection.
-            inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), 64, faiss.METRIC_INNER_PRODUCT)
+            inner = _ivf(dimension, IVF_NLIST)
         else:
             raise ValueError(f"unknown vector index kind {kind!r} (valid: {', '.join(KINDS)})")
         return cls(faiss.IndexIDMap2(inner), kind)
@@ -65,45 +80,47 @@ class VectorIndex:
 
         if len(ids) == 0:
             return
-        if self.kind == "hnsw":
-            # HNSW cannot delete from its graph: rebuild from the remaining vectors.
-            keep = np.setdiff1d(self.ids(), np.asarray(ids, dtype=np.int64))
-            vectors = self.reconstruct(keep)
-            fresh = VectorIndex.create(self.dimension, "hnsw")
-            fresh.add(keep, vectors)
-            self._index = fresh._index
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.kind == "flat":
+            self._index.remove_ids(faiss.IDSelectorBatch(ids))
             return
-        self._index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+        # hnsw cannot delete from its graph, and IndexIDMap2.remove_ids mislabels ivf: rebuild from what remains.
+        keep = np.setdiff1d(self.ids(), ids)
+        vectors = self.reconstruct(keep)
+        fresh = VectorIndex.create(self.dimension, self.kind)
+        fresh.add(keep, vectors)
+        self._index = fresh._index
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` (each must be in the index), shape (len(ids), d)."""
         if len(ids) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self.kind == "ivf":
             self._inner().make_direct_map()
-        return np.vstack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+        return self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64)).astype(np.float32)
 
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Top-k ids and scores per query, exact among ``allowed_ids`` (None = all). Rows hold no -1 padding."""
-        import faiss
+        """Top-k ids and scores per query, exact among ``allowed_ids`` (None = all). Rows hold no -1 padding.
 
+        ``flat`` and filtered ``ivf`` (all lists probed) are exact; ``hnsw`` is approximate, and exact below the
+        fallback fraction. Permitted ids that are not in the index are ignored.
+        """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if self.ntotal == 0 or k <= 0 or (allowed_ids is not None and len(allowed_ids) == 0):
             empty = [np.zeros(0, dtype=np.int64) for _ in queries]
             return empty, [np.zeros(0, dtype=np.float32) for _ in queries]
-        if allowed_ids is not None and self.kind != "flat":
-            if len(allowed_ids) < EXACT_FALLBACK_FRACTION * self.ntotal:
-                return self._exact_over(queries, k, np.asarray(allowed_ids, dtype=np.int64))
-        k = min(k, self.ntotal if allowed_ids is None else len(allowed_ids))
-        params = None
         if allowed_ids is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
-            params = self._params(selector)
-        if params is None:
+            allowed_ids = np.ascontiguousarray(allowed_ids, dtype=np.int64)
+            if self.kind == "hnsw" and len(allowed_ids) < self.fallback_fraction * self.ntotal:
+                return self._exact_over(queries, k, allowed_ids)
+        k = min(k, self.ntotal if allowed_ids is None else len(allowed_ids))
+        if allowed_ids is None:
             scores, ids = self._index.search(queries, k)
         else:
-            scores, ids = self._index.search(queries, k, params=params)
+            selector = Selector(allowed_ids)
+            scores, ids = self._index.search(queries, k, params=self._params(selector.sel))
         return _strip(ids, scores)
 
     def save(self, path: Path) -> None:
@@ -143,16 +160,17 @@ class VectorIndex:
         return faiss.downcast_index(self._index.index)
 
     def _train(self, vectors: np.ndarray) -> None:
+        # IVF needs ~39 points per list to train well; shrink nlist for small first batches. An index built from
+        # a tiny first batch keeps its few lists (still exact under a filter, where every list is probed).
+        nlist = max(1, min(IVF_NLIST, len(vectors) // 39))
         inner = self._inner()
-        # IVF needs ~39 points per list to train well; shrink nlist for small first batches.
-        nlist = max(1, min(inner.nlist, len(vectors) // 39))
         if nlist != inner.nlist:
             import faiss
 
-            inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dimension), nlist, faiss.METRIC_INNER_PRODUCT)
+            inner = _ivf(self.dimension, nlist)
             self._index = faiss.IndexIDMap2(inner)
         inner.train(vectors)
-        inner.nprobe = max(1, nlist // 8)
+        inner.nprobe = max(1, nlist // IVF_NPROBE_FRACTION)
 
     def _params(self, selector):
         import faiss
@@ -165,11 +183,50 @@ class VectorIndex:
         return faiss.SearchParameters(sel=selector)
 
     def _exact_over(self, queries: np.ndarray, k: int, allowed: np.ndarray):
-        vectors = self.reconstruct(allowed)
+        """Brute force over the permitted vectors only: exact, and full whenever len(allowed) >= k."""
+        if len(allowed) == 0:
+            return [np.zeros(0, dtype=np.int64) for _ in queries], [np.zeros(0, dtype=np.float32) for _ in queries]
+        try:
+            vectors = self.reconstruct(allowed)
+        except RuntimeError:  # an id the index does not hold: keep only the ones it does
+            allowed = np.intersect1d(allowed, self.ids())
+            return self._exact_over(queries, k, allowed)
         scores = queries @ vectors.T
         k = min(k, len(allowed))
-        order = np.argsort(-scores, axis=1)[:, :k]
-        return [allowed[row] for row in order], [scores[i, row] for i, row in enumerate(order)]
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+        out_ids, out_scores = [], []
+        for row, threshold in enumerate(kth):
+            cand = np.flatnonzero(scores[row] >= threshold)  # the top k plus any ties with the k-th score
+            order = np.lexsort((allowed[cand], -scores[row, cand]))[:k]  # ties broken by id
+            out_ids.append(allowed[cand[order]])
+            out_scores.append(scores[row, cand[order]].astype(np.float32))
+        return out_ids, out_scores
+
+
+class Selector:
+    """A FAISS ``IDSelector`` for a set of ids, holding the memory it points into for as long as it lives."""
+
+    BITMAP_MAX_BYTES = 64 << 20  # ids up to ~537M as a bitmap; sparser (or negative) ids use a hash set
+
+    def __init__(self, ids: np.ndarray) -> None:
+        import faiss
+
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        top = int(ids.max()) + 1 if len(ids) else 1
+        if len(ids) and ids.min() >= 0 and top <= self.BITMAP_MAX_BYTES * 8:
+            bits = np.zeros(top, dtype=bool)
+            bits[ids] = True
+            self._keep = np.packbits(bits, bitorder="little")
+            self.sel = faiss.IDSelectorBitmap(len(self._keep), faiss.swig_ptr(self._keep))  # n in bytes
+        else:
+            self._keep = ids
+            self.sel = faiss.IDSelectorBatch(ids)
+
+
+def _ivf(dimension: int, nlist: int):
+    import faiss
+
+    return faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, nlist, faiss.METRIC_INNER_PRODUCT)
 
 
 def _strip(ids: np.ndarray, scores: np.ndarray):
