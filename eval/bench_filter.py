@@ -13,6 +13,8 @@ runs, FAISS on one thread). Variants, each with p50/p95 latency in milliseconds:
                      min(k, permitted)
 - ``hnsw``           HNSW (M=32, efSearch=128) under the selector, no fallback: ``recall`` vs exact, ``missing``
 - ``hnsw_exact``     the exact fallback (brute force over the reconstructed permitted vectors)
+- ``hnsw_auto``      what ``VectorIndex.search`` does: exact below the cut-off, HNSW above it (plus an exact
+                     redo of any query that HNSW leaves short)
 
 HNSW rows also run at 2% and 5% to place the fallback cut-off (``ingest.vectors.EXACT_FALLBACK_FRACTION``).
 Latencies include building the selector from the sorted permitted ids, as a cache miss would not but every
@@ -23,10 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
-from pathlib import Path
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one query at a time, one thread
+    os.environ.setdefault(_var, "1")
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 D = 384
 K = 10
@@ -65,7 +71,7 @@ def _recall(rows, truth) -> float:
 def run_size(n: int, n_queries: int, hnsw: bool = True) -> list[dict]:
     import faiss
 
-    from ingest.vectors import VectorIndex
+    from ingest.vectors import EXACT_FALLBACK_FRACTION, EXACT_FALLBACK_MIN_IDS, VectorIndex
 
     x, queries = synthetic(n, n_queries)
     ids = np.arange(1, n + 1, dtype=np.int64)
@@ -119,8 +125,10 @@ def run_size(n: int, n_queries: int, hnsw: bool = True) -> list[dict]:
                     f"post_{fetch_k}", fraction, stats, missing=_missing(found, expected), recall=_recall(found, truth)
                 )
         if hnsw_index is not None:
-            for variant, cutoff in (("hnsw", 0.0), ("hnsw_exact", 1.01)):
-                hnsw_index.fallback_fraction = cutoff
+            for variant, on, cutoff in (("hnsw", False, 0.0), ("hnsw_exact", True, 1.01), ("hnsw_auto", True, None)):
+                hnsw_index.exact_fallback = on
+                hnsw_index.fallback_fraction = EXACT_FALLBACK_FRACTION if cutoff is None else cutoff
+                hnsw_index.fallback_min_ids = EXACT_FALLBACK_MIN_IDS if cutoff is None else 0
                 found, stats = _timed(lambda q, a=allowed: hnsw_index.search(q, K, a)[0][0], queries)
                 record(variant, fraction, stats, missing=_missing(found, expected), recall=_recall(found, truth))
     return rows

@@ -59,7 +59,7 @@ def test_filtered_search_is_the_exact_top_k_among_permitted(kind, fraction, data
         expected_ids, expected_scores = brute_force(ids, vectors, q, 10, allowed)
         assert len(row_ids) == min(10, len(allowed))
         assert set(row_ids.tolist()) <= set(allowed.tolist())
-        if kind != "hnsw" or len(allowed) < index.fallback_fraction * index.ntotal:
+        if kind != "hnsw" or len(allowed) < max(index.fallback_fraction * index.ntotal, index.fallback_min_ids):
             np.testing.assert_allclose(row_scores, expected_scores, atol=1e-5)  # exact (ties aside)
 
 
@@ -91,7 +91,7 @@ def test_hnsw_fallback_keeps_results_full_under_a_small_permitted_set():
         np.testing.assert_allclose(row_scores, expected_scores, atol=1e-5)
 
 
-def test_hnsw_fallback_breaks_ties_by_id():
+def test_hnsw_fallback_breaks_ties_by_id():  # 4 permitted: below the minimum, so exact
     index = VectorIndex.create(4, "hnsw")
     vectors = np.tile(np.array([[1, 0, 0, 0]], dtype=np.float32), (400, 1))
     index.add(np.arange(400, dtype=np.int64), vectors)  # 4 of 400 permitted: fallback
@@ -135,3 +135,15 @@ def test_a_corrupt_file_raises_index_corrupt_error_naming_the_path(content, tmp_
 def test_unknown_kind_lists_the_valid_ones():
     with pytest.raises(ValueError, match="flat, hnsw, ivf"):
         VectorIndex.create(8, "annoy")
+
+
+def test_hnsw_above_the_cut_off_is_still_full():
+    rng = np.random.default_rng(11)
+    ids = np.arange(2000, dtype=np.int64)
+    vectors = unit(rng, 2000, 32)
+    index = VectorIndex.create(32, "hnsw")
+    index.add(ids, vectors)
+    index.fallback_fraction, index.fallback_min_ids = 0.0, 0  # only the per-row safety net
+    allowed = np.sort(rng.choice(ids, 12, replace=False))
+    found, _ = index.search(unit(rng, 30, 32), 10, allowed)
+    assert all(len(row) == 10 and set(row.tolist()) <= set(allowed.tolist()) for row in found)
