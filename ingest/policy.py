@@ -135,7 +135,7 @@ def _parse_rule(raw, n: int, source: str, groups: dict) -> Rule:
     where = f"{source}: rule {n}"
     if not isinstance(raw, dict):
         raise PolicyError(f"{where}: must be a table with 'path' and 'allow'")
-    if "path" in raw:
+    if isinstance(raw.get("path"), str):
         where += f" (path {raw['path']!r})"
     unknown = set(raw) - _RULE_KEYS
     if unknown:
@@ -166,6 +166,8 @@ def _check_principal(principal: str, where: str, groups: dict) -> None:
 def compile_glob(glob: str, where: str = "glob") -> re.Pattern:
     """``*`` stays within a path segment, ``**`` crosses folders, ``?`` is one character, ``[...]`` a class."""
     glob = glob.strip().lstrip("/")
+    while glob.startswith("./"):
+        glob = glob[2:]
     out, i = [], 0
     while i < len(glob):
         ch = glob[i]
@@ -187,7 +189,7 @@ def compile_glob(glob: str, where: str = "glob") -> re.Pattern:
                 raise PolicyError(f"{where}: bad glob {glob!r}: unclosed '['")
             body = glob[i + 1 : end]
             body = "^" + body[1:] if body.startswith("!") else body
-            out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
+            out.append(f"(?!/)[{body.replace(chr(92), chr(92) * 2)}]")  # a class never matches '/'
             i = end + 1
         else:
             out.append(re.escape(ch))

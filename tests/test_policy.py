@@ -76,6 +76,10 @@ def test_no_policy_is_open_to_everyone(tmp_path):
         ("x/**/y.md", ["x/y.md", "x/1/2/y.md"], ["x/ay.md"]),
         ("a+b (1).md", ["a+b (1).md"], ["aab (1).md"]),
         ("/top.md", ["top.md"], ["x/top.md"]),
+        ("./top.md", ["top.md"], ["x/top.md"]),
+        ("a[/]b", [], ["a/b"]),
+        ("[!x]", ["a"], ["/", "x"]),
+        ("**", ["a", "a/b/c.md"], []),
     ],
 )
 def test_globs(glob, matches, misses):
@@ -99,6 +103,8 @@ def _rules(*bodies):
         (_rules('path = "a/**"\nallow = ["*"]', 'path = "b/**"'), "acl.toml: rule 2 (path 'b/**'): missing 'allow'"),
         (_rules('allow = ["*"]'), "acl.toml: rule 1: missing 'path'"),
         (_rules('path = "x/[ab"\nallow = ["*"]'), "acl.toml: rule 1 (path 'x/[ab'): bad glob"),
+        (_rules('path = "[z-a].md"\nallow = ["*"]'), "acl.toml: rule 1 (path '[z-a].md'): bad glob"),
+        (_rules('path = 3\nallow = ["*"]'), "acl.toml: rule 1: missing 'path'"),
         (
             _rules('path = "a"\nallow = ["*"]', 'path = "x/**"\nallow = ["*"]', 'path = "y/**"\nallow = ["admins"]'),
             "acl.toml: rule 3 (path 'y/**'): unknown principal 'admins' (use 'user:NAME', 'group:NAME' or '*')",
