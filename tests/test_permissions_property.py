@@ -172,8 +172,10 @@ def test_an_empty_permitted_set_returns_nothing_without_searching():
     first=st.one_of(st.none(), policies),
     second=st.one_of(st.none(), policies),
     queries=st.lists(st.tuples(users, st.integers(1, 8), st.sampled_from(WORDS)), min_size=1, max_size=5),
+    kind=st.sampled_from(["flat", "flat", "hnsw", "ivf"]),
+    drop=st.booleans(),
 )
-def test_end_to_end_with_a_policy_change_between_two_index_runs(docs, first, second, queries):
+def test_end_to_end_with_a_policy_change_between_two_index_runs(docs, first, second, queries, kind, drop):
     from ingest.store import open_index
     from ingest.sync import index_folder
     from rag.retrieval import Retriever
@@ -193,10 +195,12 @@ def test_end_to_end_with_a_policy_change_between_two_index_runs(docs, first, sec
                 acl.unlink(missing_ok=True)
             else:
                 acl.write_text(policy_toml(p))
+            if run == 1 and drop and len(docs) > 1:  # a deletion too: removal from every vector index kind
+                (folder / sorted(docs)[0]).unlink()
             embedded_before = embedder.calls
-            index_folder(folder, index_dir, embedder, chunk_size=12, overlap=2, progress=False)
+            index_folder(folder, index_dir, embedder, chunk_size=12, overlap=2, vector_kind=kind, progress=False)
             if run == 1:
-                assert embedder.calls == embedded_before  # a policy change re-embeds nothing
+                assert embedder.calls == embedded_before  # a policy change (or a deletion) re-embeds nothing
             if retriever is None:
                 retriever = Retriever(index_dir, embedder=embedder)
             index = open_index(index_dir)
