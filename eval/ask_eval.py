@@ -45,7 +45,7 @@ def asking_user(policy, source: str | None) -> str | None:
 
 
 def run_rag(items: list[QAItem], retriever, generator, policy, k: int | None = None, progress: bool = False):
-    from rag.answer import DEFAULT_K, answer_question
+    from rag.answer import DEFAULT_K, answer_with_details
 
     rows = []
     iterator = items
@@ -55,10 +55,12 @@ def run_rag(items: list[QAItem], retriever, generator, policy, k: int | None = N
         iterator = tqdm(items, desc="Asking", file=sys.stderr)
     for item in iterator:
         user = asking_user(policy, item.source)
-        answer = answer_question(retriever, generator, item.question, user=user, k=k or DEFAULT_K)
+        answer, read = answer_with_details(retriever, generator, item.question, user=user, k=k or DEFAULT_K)
         outcome = score(answer.answer, answer.abstained, item.answers)
         cited = [c.source for c in answer.citations]
-        rows.append({"item": item, "answer": answer, "outcome": outcome, "user": user, "cited": cited})
+        rows.append(
+            {"item": item, "answer": answer, "outcome": outcome, "user": user, "cited": cited, "signals": read.signals}
+        )
     return rows
 
 
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 "correct": r["outcome"].correct,
                 "cited": r["cited"],
                 "source": r["item"].source,
+                "signals": r["signals"],
             }
             for r in rows
         ]

@@ -172,12 +172,18 @@ class HFGenerator:
             yield text[len(emitted) :]
 
     def extract(
-        self, prompt: str, spans: Sequence[str], max_new_tokens: int = 24, abstain: str = "unknown"
+        self,
+        prompt: str,
+        spans: Sequence[str],
+        max_new_tokens: int = 24,
+        abstain: str = "unknown",
+        prefix: str = "",
     ) -> Extraction:
         """Greedy decoding restricted to a contiguous piece of one of ``spans`` (or ``abstain``), ended by a newline.
 
         Returns the text with confidence signals under the unconstrained model: the span's mean token log-probability,
-        and the first step's log-probabilities of the chosen token and of ``abstain``'s first token.
+        and the first step's log-probabilities of the chosen token and of ``abstain``'s first token. A fixed
+        ``prefix`` (instructions, few-shot examples) goes before ``prompt``; its KV cache is computed once, then reused.
         """
         import torch
 
@@ -188,11 +194,15 @@ class HFGenerator:
         word_start = self._word_start_ids()
         # Candidate positions (sequence, next index) still consistent with what was generated so far.
         positions = [(s, i) for s, seq in enumerate(sequences) for i, tok in enumerate(seq) if tok in word_start]
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.device)
+        past = None
+        if prefix:
+            past = self._prefix_cache(prefix)
+            ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
+        else:
+            ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.device)
         generated: list[int] = []
         logprobs: list[float] = []
         abstain_first = float("-inf")
-        past = None
         with torch.inference_mode():
             for _ in range(max_new_tokens):
                 allowed = {sequences[s][i] for s, i in positions if i < len(sequences[s])}
@@ -221,6 +231,32 @@ class HFGenerator:
         text = tokenizer.decode(generated, skip_special_tokens=True).strip()
         mean = sum(logprobs) / len(logprobs) if logprobs else float("-inf")
         return Extraction(text, mean, logprobs[0] if logprobs else float("-inf"), abstain_first)
+
+    def _prefix_cache(self, prefix: str):
+        """A private copy of the KV cache of ``prefix`` (computed once per prefix; decoding extends caches in place)."""
+        import copy
+
+        import torch
+
+        cached = getattr(self, "_prefixes", {})
+        if prefix not in cached:
+            ids = self.tokenizer(prefix, return_tensors="pt")["input_ids"].to(self.device)
+            with torch.inference_mode():
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            cached = {prefix: out.cache if self._cache_arg == "cache" else out.past_key_values}  # keep one
+            self._prefixes = cached
+        return copy.deepcopy(cached[prefix])
+
+    def choice_logprobs(self, prompt: str, choices: Sequence[str]) -> list[float]:
+        """Log-probability of each choice's first token right after ``prompt`` (one forward pass)."""
+        import torch
+
+        ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.device)
+        firsts = [self.tokenizer(" " + c, add_special_tokens=False)["input_ids"][0] for c in choices]
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        return [float(logprobs[t]) for t in firsts]
 
     def _word_start_ids(self) -> set[int]:
         if not hasattr(self, "_word_starts"):

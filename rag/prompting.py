@@ -86,6 +86,17 @@ _EXTRACTIVE_EXAMPLES = [
 
 def extractive_prompt(question: str, passages: list[Passage]) -> str:
     """Few-shot completion for span extraction: sentences with their context, the question, "Answer:"."""
+    return extractive_prefix() + extractive_query(question, passages)
+
+
+def extractive_query(question: str, passages: list[Passage]) -> str:
+    """The variable end of ``extractive_prompt``: this question and its sentences."""
+    blocks = ["Passages:", format_passages(passages), f"Question: {' '.join(question.split())}", "Answer:"]
+    return "\n".join(blocks)
+
+
+def extractive_prefix() -> str:
+    """The fixed start of ``extractive_prompt`` (instructions and examples); generators cache its KV once."""
     blocks = [EXTRACTIVE_INSTRUCTIONS, ""]
     for example_passages, example_question, example_answer in _EXTRACTIVE_EXAMPLES:
         numbered = [Passage(i + 1, s, t) for i, (s, t) in enumerate(example_passages)]
@@ -96,8 +107,7 @@ def extractive_prompt(question: str, passages: list[Passage]) -> str:
             f"Answer: {example_answer}",
             "",
         ]
-    blocks += ["Passages:", format_passages(passages), f"Question: {' '.join(question.split())}", "Answer:"]
-    return "\n".join(blocks)
+    return "\n".join(blocks) + "\n"
 
 
 @dataclass(frozen=True)
@@ -148,3 +158,37 @@ def fit_passages(
         else:
             kept[-1] = Passage(last.n, last.source, " ".join(words[: len(words) * 2 // 3]))
     return kept
+
+
+VERIFY_INSTRUCTIONS = "Does the sentence say that the answer is right for the question? Reply yes or no."
+_VERIFY_EXAMPLES = [
+    ("crew: Mina Dahl, chief engineer, leads the sonar team.", "Who leads the sonar team?", "Mina Dahl", "yes"),
+    ("canteen > menu: The canteen serves lentil soup every Thursday.", "Who is the head chef?", "lentil soup", "no"),
+    (
+        "fleet rates | Port | Full day: | Bergen | NOK 610 | NOK 305 |",
+        "What is the full-day rate for Bergen?",
+        "NOK 610",
+        "yes",
+    ),
+    ("fleet > Skarv: The Skarv was launched on 9 March 2029.", "When was the Terne launched?", "9 March 2029", "no"),
+]
+
+
+def verify_prompt(question: str, sentence: str, answer: str) -> str:
+    """Few-shot yes/no check that ``sentence`` answers ``question`` with ``answer``; ends before " yes"/" no"."""
+    blocks = [VERIFY_INSTRUCTIONS, ""]
+    for example_sentence, example_question, example_answer, verdict in _VERIFY_EXAMPLES:
+        blocks += [
+            f"Sentence: {example_sentence}",
+            f"Question: {example_question}",
+            f"Answer: {example_answer}",
+            f"Right: {verdict}",
+            "",
+        ]
+    blocks += [
+        f"Sentence: {' '.join(sentence.split())}",
+        f"Question: {' '.join(question.split())}",
+        f"Answer: {answer}",
+        "Right:",
+    ]
+    return "\n".join(blocks)

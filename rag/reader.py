@@ -90,25 +90,20 @@ def key_terms(question: str) -> list[str]:
     return [t for t in dict.fromkeys(terms) if t and t not in _STOPWORDS]
 
 
+def _uncovered(terms: list[str], text: str) -> list[str]:
+    seen = set(normalise(text).split())
+    prefixes = {w[:5] for w in seen if len(w) >= 5}
+    return [t for t in terms if not all(w in seen or (len(w) >= 5 and w[:5] in prefixes) for w in t.split())]
+
+
 def missing_terms(question: str, results: list[SearchResult]) -> list[str]:
     """Key terms of the question that no retrieved passage mentions (in its text, source path or heading).
 
     "What is the per diem for Copenhagen?" over a travel policy without Copenhagen: the passages cannot answer it,
     however relevant they look. Matching is on normalised words, a shared 5-letter prefix counting as a match
     ("Halvorsen's" ~ "halvorsen")."""
-    seen = set()
-    for result in results:
-        seen.update(
-            normalise(f"{result.text} {result.source.replace('/', ' ')} {getattr(result, 'heading', '')}").split()
-        )
-    prefixes = {w[:5] for w in seen if len(w) >= 5}
-    missing = []
-    for term in key_terms(question):
-        words = term.split()
-        if all(w in seen or (len(w) >= 5 and w[:5] in prefixes) for w in words):
-            continue
-        missing.append(term)
-    return missing
+    text = " ".join(f"{r.text} {r.source.replace('/', ' ')} {getattr(r, 'heading', '')}" for r in results)
+    return _uncovered(key_terms(question), text)
 
 
 _NUMBER_Q = re.compile(
@@ -180,6 +175,7 @@ def select_units(
 # retrieved is on topic. Calibrated on the demo QA dev split (`python -m eval.ask_eval --calibrate`): the lowest
 # best-sentence score of an answerable dev question less a 0.02 margin, so no answerable dev question is gated.
 MIN_SENTENCE_SCORE = 0.40
+MIN_VERIFY_LOGODDS = float("-inf")  # set from the dev split, see below
 
 
 @dataclass
@@ -204,17 +200,20 @@ class ExtractiveReader:
     appears in no retrieved passage; and when the model picks "unknown".
     """
 
-    def __init__(self, generator, embed, max_units: int = MAX_UNITS, max_new_tokens: int = 16) -> None:
+    def __init__(
+        self, generator, embed, max_units: int = MAX_UNITS, max_new_tokens: int = 16, verify: bool = False
+    ) -> None:
         self.generator = generator
+        self.verify = verify  # a yes/no "does the sentence support the answer?" pass; off: it did not separate
         self.embed = embed
         self.max_units = max_units
         self.max_new_tokens = max_new_tokens
 
     def read(self, question: str, results: list[SearchResult], on_token=None) -> ReadResult:
-        from .prompting import Passage, extractive_prompt
+        from .prompting import Passage, extractive_prefix, extractive_query, verify_prompt
 
         signals = {"retrieval_score": results[0].score if results else 0.0}
-        units, relevance = select_units(question, results, self.embed, self.max_units)
+        units, relevance = select_units(question, results, self.embed, max_units=len(results) * 40)
         signals["sentence_score"] = relevance[0] if relevance else 0.0
         if not units or relevance[0] < MIN_SENTENCE_SCORE:
             return ReadResult(IDK, True, [], signals, "no passage relevant enough to the question")
@@ -222,12 +221,17 @@ class ExtractiveReader:
         signals["missing_terms"] = float(len(missing))
         if missing:
             return ReadResult(IDK, True, [], signals, f"the passages do not mention {', '.join(missing)}")
+        keys = key_terms(question)
+        on_key = [unit for unit in units if keys and not _uncovered(keys, f"{unit.context} {unit.text}")]
+        units = (on_key or units)[: self.max_units]  # "per diem for Tromsø": read the sentences naming Tromsø
         passages = [Passage(n, unit.context, unit.text) for n, unit in enumerate(units, start=1)]
         spans = [piece for unit in units for piece in segments(unit.text)]
         wanted = expected_type(question)
         typed = [piece for piece in spans if wanted and has_type(piece, wanted)]
         spans = typed or spans  # a "when" question is answered by a date, a "how much" one by a number
-        found = self.generator.extract(extractive_prompt(question, passages), spans, self.max_new_tokens)
+        found = self.generator.extract(
+            extractive_query(question, passages), spans, self.max_new_tokens, prefix=extractive_prefix()
+        )
         signals.update(
             answer_logprob=found.mean_logprob,
             first_logprob=found.first_logprob,
@@ -236,11 +240,19 @@ class ExtractiveReader:
         answer = found.text.strip(" .,;:")
         if not answer or normalise(answer) in ABSTAIN_PHRASES:
             return ReadResult(IDK, True, [], signals, "the passages do not answer the question")
-        if on_token:
-            on_token(answer)
+        source = next((unit for unit in units if contains_answer(unit.text, answer)), units[0])
+        if self.verify and hasattr(self.generator, "choice_logprobs"):
+            yes, no = self.generator.choice_logprobs(
+                verify_prompt(question, f"{source.context}: {source.text}", answer), ["yes", "no"]
+            )
+            signals["verify_logodds"] = yes - no
+            if yes - no < MIN_VERIFY_LOGODDS:
+                return ReadResult(IDK, True, [], signals, f"the passages do not support the answer {answer!r}")
         cited = [unit.result for unit in units if contains_answer(unit.text, answer)]
         cited = list(dict.fromkeys(cited)) or [i for i, r in enumerate(results) if contains_answer(r.text, answer)][:1]
         signals["verbatim"] = float(bool(cited))
+        if on_token:
+            on_token(answer)
         return ReadResult(answer, False, cited, signals)
 
 

@@ -122,7 +122,7 @@ from tests.fakes import HashEmbedder  # noqa: E402
 class ScriptedExtractor(ScriptedGenerator):
     """Picks the first allowed span that contains ``reply`` (or "unknown"), as constrained decoding would."""
 
-    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown"):
+    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown", prefix=""):
         self.prompts.append(prompt)
         self.spans = list(spans)
         if self.reply != abstain and not any(self.reply in s for s in spans):
