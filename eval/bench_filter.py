@@ -12,7 +12,7 @@ runs, FAISS on one thread). Variants, each with p50/p95 latency in milliseconds:
 - ``post_20/100``    unfiltered top-fetch_k, then drop unreadable hits: ``missing`` = mean results short of
                      min(k, permitted)
 - ``hnsw``           HNSW (M=32, efSearch=128) under the selector, no fallback: ``recall`` vs exact, ``missing``
-- ``hnsw_exact``     the exact fallback (brute force over the reconstructed permitted vectors)
+- ``hnsw_exact``     the exact fallback forced (filtered brute force over HNSW's flat storage)
 - ``hnsw_auto``      what ``VectorIndex.search`` does: exact below the cut-off, HNSW above it (plus an exact
                      redo of any query that HNSW leaves short)
 

