@@ -74,7 +74,7 @@ def run(sizes: list[int], n_queries: int = 100, hnsw_max: int = 200_000, log=pri
             mask = np.zeros(n + 1, dtype=bool)
             mask[allowed] = True
 
-            def post(q, mask=mask):
+            def post(q, mask=mask, flat=flat):
                 got = flat.search(q, 2 * K)[0][0]
                 return got[mask[got]][:K]
 

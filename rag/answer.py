@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from .prompting import UNKNOWN, Passage, chat_messages, completion_prompt, fit_passages
-from .reader import ABSTAIN_PHRASES, IDK, MIN_SENTENCE_SCORE, ReadResult, make_reader
+from .reader import ABSTAIN_PHRASES, IDK, MIN_SENTENCE_SCORE, ExtractiveReader, ReadResult, make_reader
 from .text import contains_answer, normalise
 from .types import Answer, Citation, SearchResult
 
@@ -65,6 +65,8 @@ def answer_with_details(
     if reader is None:
         embed = getattr(getattr(retriever, "embedder", None), "embed", None)
         reader = make_reader(generator, embed)
+    if isinstance(reader, ExtractiveReader):
+        reader.max_new_tokens = min(reader.max_new_tokens, max_new_tokens)  # spans end with their segment anyway
     if isinstance(reader, GenerativeReader):
         reader.max_new_tokens = max_new_tokens
         reader.min_score = MIN_RETRIEVAL_SCORE if min_score is None else min_score

@@ -114,9 +114,9 @@ def test_fit_passages_trims_passages_never_the_question():
 
 # --- the extractive reader, with a scripted span-choosing generator ---------------------------------------------
 
+from fakes import HashEmbedder  # noqa: E402
 from rag.generation import Extraction  # noqa: E402
 from rag.reader import expected_type, key_terms, missing_terms, segments  # noqa: E402
-from tests.fakes import HashEmbedder  # noqa: E402
 
 
 class ScriptedExtractor(ScriptedGenerator):
