@@ -23,6 +23,9 @@ from .text import contains_answer, normalise
 from .types import SearchResult
 
 MAX_UNITS = 3
+# Mean token log-probability of a span read from the best sentence alone under which the reader looks wider (see
+# ExtractiveReader._best_reading); chosen on the demo QA train split from -0.3, -0.5, -0.7, -1.0, -1.5.
+SURE_LOGPROB = -0.7
 LEXICAL_WEIGHT = 0.4
 TYPE_WEIGHT = 0.1
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -216,7 +219,7 @@ class ExtractiveReader:
         self.max_new_tokens = max_new_tokens
 
     def read(self, question: str, results: list[SearchResult], on_token=None) -> ReadResult:
-        from .prompting import Passage, extractive_prefix, extractive_query, verify_prompt
+        from .prompting import verify_prompt
 
         signals = {"retrieval_score": results[0].score if results else 0.0}
         units, relevance = select_units(question, results, self.embed, max_units=len(results) * 40)
@@ -230,23 +233,17 @@ class ExtractiveReader:
         keys = key_terms(question)
         on_key = [unit for unit in units if keys and not _uncovered(keys, f"{unit.context} {unit.text}")]
         units = (on_key or units)[: self.max_units]  # "per diem for Tromsø": read the sentences naming Tromsø
-        passages = [Passage(n, unit.context, unit.text) for n, unit in enumerate(units, start=1)]
-        spans = [piece for unit in units for piece in segments(unit.text)]
-        wanted = expected_type(question)
-        typed = [piece for piece in spans if wanted and has_type(piece, wanted)]
-        spans = typed or spans  # a "when" question is answered by a date, a "how much" one by a number
-        found = self.generator.extract(
-            extractive_query(question, passages), spans, self.max_new_tokens, prefix=extractive_prefix()
-        )
+        found, seen = self._best_reading(question, units)
         signals.update(
             answer_logprob=found.mean_logprob,
             first_logprob=found.first_logprob,
             abstain_logprob=found.abstain_logprob,
+            sentences_read=float(seen),
         )
         answer = found.text.strip(" .,;:")
         if not answer or normalise(answer) in ABSTAIN_PHRASES:
             return ReadResult(IDK, True, [], signals, "the passages do not answer the question")
-        source = next((unit for unit in units if contains_answer(unit.text, answer)), units[0])
+        source = next((unit for unit in units[:seen] if contains_answer(unit.text, answer)), units[0])
         if self.verify and hasattr(self.generator, "choice_logprobs"):
             yes, no = self.generator.choice_logprobs(
                 verify_prompt(question, f"{source.context}: {source.text}", answer), ["yes", "no"]
@@ -254,12 +251,40 @@ class ExtractiveReader:
             signals["verify_logodds"] = yes - no
             if yes - no < MIN_VERIFY_LOGODDS:
                 return ReadResult(IDK, True, [], signals, f"the passages do not support the answer {answer!r}")
-        cited = [unit.result for unit in units if contains_answer(unit.text, answer)]
+        cited = [unit.result for unit in units[:seen] if contains_answer(unit.text, answer)]
         cited = list(dict.fromkeys(cited)) or [i for i, r in enumerate(results) if contains_answer(r.text, answer)][:1]
         signals["verbatim"] = float(bool(cited))
         if on_token:
             on_token(answer)
         return ReadResult(answer, False, cited, signals)
+
+    def _best_reading(self, question: str, units: list[Unit]):
+        """Read the best sentence alone; when the model is unsure of its span (mean token log-probability under
+        SURE_LOGPROB) or says "unknown" there, read the best ``max_units`` sentences together instead.
+
+        Why: given several sentences, the 270M model often quotes a number from the wrong one; given the right one
+        alone it is right 95% of the time. Measured on the demo QA train split (141 answerable; never on test):
+        the best 3 sentences in one prompt 0.54 accuracy, the best sentence alone 0.57, each of the best 3 read
+        alone and the surest span kept 0.60 (at twice the latency), this rule 0.65 (p50 1.1 s, as before).
+        Returns the reading and how many sentences it saw."""
+        from .prompting import Passage, extractive_prefix, extractive_query
+
+        wanted = expected_type(question)
+
+        def read(chosen: list[Unit]):
+            passages = [Passage(n, unit.context, unit.text) for n, unit in enumerate(chosen, start=1)]
+            spans = [piece for unit in chosen for piece in segments(unit.text)]
+            typed = [piece for piece in spans if wanted and has_type(piece, wanted)]
+            # a "when" question is answered by a date, a "how much" one by a number
+            return self.generator.extract(
+                extractive_query(question, passages), typed or spans, self.max_new_tokens, prefix=extractive_prefix()
+            )
+
+        found = read(units[:1])
+        text = found.text.strip(" .,;:")
+        if len(units) > 1 and (not text or normalise(text) in ABSTAIN_PHRASES or found.mean_logprob < SURE_LOGPROB):
+            return read(units), len(units)
+        return found, 1
 
 
 def make_reader(generator, embed=None) -> Reader:
