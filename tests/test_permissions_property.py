@@ -90,7 +90,7 @@ def unit(rng, n, d):
 # --- the permission modules alone ---------------------------------------------------------------------------
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     docs=st.dictionaries(st.sampled_from(PATHS), st.integers(1, 6), min_size=1),
     first=st.one_of(st.none(), policies),
