@@ -127,7 +127,9 @@ class ScriptedExtractor(ScriptedGenerator):
         self.spans = list(spans)
         if self.reply != abstain and not any(self.reply in s for s in spans):
             raise AssertionError(f"{self.reply!r} is not a span of {spans}")
-        return Extraction(self.reply, -0.5, -1.0, -6.0)
+        return Extraction(self.reply, self.mean_logprob, -1.0, -6.0)
+
+    mean_logprob = -0.5  # sure enough to keep the best sentence's reading
 
 
 class EmbeddingRetriever(ListRetriever):
@@ -150,6 +152,25 @@ def test_extractive_reader_abstains_when_the_model_says_unknown():
         EmbeddingRetriever(PASSAGES), ScriptedExtractor("unknown"), "What is the 2031 fleet budget?"
     )
     assert answer.abstained and answer.answer == IDK and "do not answer" in answer.reason
+
+
+def test_an_answer_that_only_repeats_the_question_is_an_abstention():
+    answer = answer_question(
+        EmbeddingRetriever(PASSAGES), ScriptedExtractor("Skarv"), "What is the home port of the Skarv?"
+    )
+    assert answer.abstained and answer.answer == IDK and "repeats the question" in answer.reason
+
+
+def test_an_unsure_reading_looks_wider_then_abstains_if_still_unsure():
+    generator = ScriptedExtractor("Vardo")
+    generator.mean_logprob = -2.0  # below SURE_LOGPROB and MIN_WIDE_LOGPROB
+    answer = answer_question(EmbeddingRetriever(PASSAGES), generator, "What is the ship's home port?")
+    assert len(generator.prompts) == 2 and "[2]" not in generator.prompts[0] and "[2]" in generator.prompts[1]
+    assert answer.abstained and "unsure" in answer.reason
+    generator = ScriptedExtractor("Vardo")
+    generator.mean_logprob = -1.0  # unsure of the best sentence alone, sure enough over the wider reading
+    answer = answer_question(EmbeddingRetriever(PASSAGES), generator, "What is the ship's home port?")
+    assert len(generator.prompts) == 2 and not answer.abstained and answer.answer == "Vardo"
 
 
 def test_a_name_no_passage_mentions_abstains_without_the_model():
