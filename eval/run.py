@@ -25,6 +25,7 @@ from .qa import QAItem, is_squad, load_qa, squad_to_corpus
 from .systems import SYSTEMS, OracleRetriever, closed_book, recall_at_k, with_retrieval
 
 QUICK_QUESTIONS = 40
+PROBES = ("privacy", "freshness", "forgetting")
 QUICK_EPOCHS = 1
 FULL_EPOCHS = 4
 RECALL_K = 5
@@ -59,6 +60,9 @@ def run_eval(options: EvalOptions) -> dict:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         raise UsageError(f"unknown system {sorted(unknown)[0]!r} (valid: {', '.join(SYSTEMS)})")
+    unknown = set(options.probes) - set(PROBES)
+    if unknown:
+        raise UsageError(f"unknown probe {sorted(unknown)[0]!r} (valid: {', '.join(PROBES)}, or none)")
     corpus = _corpus(options)
     items = load_qa(options.qa)
     policy = find_policy(corpus, options.acl)

@@ -302,7 +302,13 @@ def ask(question, index_dir, user, k, generator, embedder, max_new_tokens, as_js
 )
 @click.option("--quick", is_flag=True, help="A small, fast run: a subset of questions and fewer training epochs.")
 @click.option(
-    "--systems", default=None, help="Comma-separated subset of: closed_book, lora, rag, rag_lora, oracle, long_context."
+    "--systems", default=None, help="Comma-separated subset of: closed_book, lora, rag, rag_lora, oracle. Default: all."
+)
+@click.option(
+    "--probes",
+    default="privacy,freshness,forgetting",
+    show_default=True,
+    help="Comma-separated probes to run, or 'none'. Privacy and forgetting train the LoRA adapter even when no LoRA system is asked for.",
 )
 @click.option("--generator", default=None, help="Base model for every system. Default: the bundled Gemma 3 270M.")
 @click.option("--embedder", default=None, help="Embedder for the retrieval systems. Default: the bundled MiniLM.")
@@ -311,7 +317,7 @@ def ask(question, index_dir, user, k, generator, embedder, max_new_tokens, as_js
     "--max-questions", type=click.IntRange(1, None), default=None, help="Score at most this many test questions."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout as well.")
-def eval_command(corpus, qa, acl, out, quick, systems, generator, embedder, seed, max_questions, as_json):
+def eval_command(corpus, qa, acl, out, quick, systems, probes, generator, embedder, seed, max_questions, as_json):
     """Compare closed-book, LoRA fine-tuning, RAG and RAG+LoRA on one QA set: accuracy, hallucination,
     abstention, cost, privacy leaks and freshness."""
     from eval.run import EvalOptions, run_eval
@@ -323,6 +329,7 @@ def eval_command(corpus, qa, acl, out, quick, systems, generator, embedder, seed
         out=out,
         quick=quick,
         systems=[s.strip() for s in systems.split(",") if s.strip()] if systems else None,
+        probes=[] if probes.strip() == "none" else [p.strip() for p in probes.split(",") if p.strip()],
         generator=generator,
         embedder=embedder,
         seed=seed,
