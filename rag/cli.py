@@ -35,6 +35,10 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _index_dir_option(func):
     return click.option(
         "--index-dir",
@@ -138,7 +142,7 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
         f"{report.chunks_embedded} embedded, {report.seconds:.1f} s)."
     )
     if report.permissions_changed:
-        click.echo(f"Permissions changed for {report.permissions_changed} documents (nothing re-embedded).")
+        click.echo(f"Permissions changed for {_count(report.permissions_changed, 'document')} (nothing re-embedded).")
     for skipped in report.skipped:
         click.echo(f"  skipped {skipped.path}: {skipped.reason}", err=True)
 
@@ -213,7 +217,7 @@ def status(index_dir, as_json):
     if data["acl"]:
         click.echo(f"  policy:    {data['policy']} (default {data['default']})")
         for rule in data["rules"]:
-            click.echo(f"    {rule['rule']}: {rule['documents']} documents")
+            click.echo(f"    {rule['rule']}: {_count(rule['documents'], 'document')}")
     else:
         click.echo("  policy:    none; every document is readable by everyone")
 
