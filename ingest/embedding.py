@@ -40,8 +40,12 @@ def best_device() -> str:
     return "cpu"
 
 
+CPU_BATCH = 8
+GPU_BATCH = 64
+
+
 class SentenceTransformerEmbedder:
-    def __init__(self, name: str, path: str, batch_size: int = 32, progress: bool | None = None) -> None:
+    def __init__(self, name: str, path: str, batch_size: int | None = None, progress: bool | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub at run time
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -49,7 +53,8 @@ class SentenceTransformerEmbedder:
         hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise in a CLI
 
         try:
-            self.model = SentenceTransformer(path, device=best_device())
+            device = best_device()
+            self.model = SentenceTransformer(path, device=device)
         except Exception as err:  # noqa: BLE001 - any loading failure is one clear message
             raise ModelLoadError(
                 f"cannot load embedder {name!r}: {type(err).__name__}: {err}. Use the bundled default "
@@ -59,7 +64,10 @@ class SentenceTransformerEmbedder:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension = int(dimension())
         self.max_tokens = int(self.model.max_seq_length)
-        self.batch_size = batch_size
+        # Small length-sorted batches pay on a CPU: less padding and a working set that stays in cache. Measured
+        # with `rag bench` (2 cores, MiniLM): batches of 8 embed 1.25x faster than 32 (roofline) and a 600-document
+        # ingest runs 1.12x faster; 128 is 0.81x. A GPU wants large batches.
+        self.batch_size = batch_size or (CPU_BATCH if device == "cpu" else GPU_BATCH)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._tokenizer = self.model.tokenizer
 
