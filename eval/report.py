@@ -96,7 +96,7 @@ def markdown(report: dict) -> str:
             "",
         ]
     probes = report.get("probes", {})
-    lines += ["## Probes", ""]
+    lines += ["## Probes", ""] if probes else []
     if "privacy" in probes:
         p = probes["privacy"]
         leaks = ", ".join(f"{LABELS.get(n, n)} {_pct(v)}" for n, v in p["leak_rate"].items())
