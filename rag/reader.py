@@ -145,6 +145,16 @@ def has_type(text: str, kind: str) -> bool:
     return bool(_PERSON.search(text))
 
 
+def answers_type(piece: str, kind: str | None, question: str) -> bool:
+    """``piece`` has the wanted type through something the question does not already say: "What is the 2031
+    budget?" is not answered by "The 2031 budget was approved by", nor "Who leads the Brennvik office?" by
+    "Brennvik Office"."""
+    if not kind or not has_type(piece, kind):
+        return False
+    asked = set(normalise(question).split())
+    return has_type(" ".join(word for word in piece.split() if normalise(word) not in asked), kind)
+
+
 def content_words(text: str) -> set[str]:
     return {w for w in normalise(text).split() if w not in _STOPWORDS}
 
@@ -290,7 +300,7 @@ class ExtractiveReader:
         def read(chosen: list[Unit]):
             passages = [Passage(n, unit.context, unit.text) for n, unit in enumerate(chosen, start=1)]
             spans = [piece for unit in chosen for piece in segments(unit.text)]
-            typed = [piece for piece in spans if wanted and has_type(piece, wanted)]
+            typed = [piece for piece in spans if answers_type(piece, wanted, question)]
             # a "when" question is answered by a date, a "how much" one by a number
             return self.generator.extract(
                 extractive_query(question, passages), typed or spans, self.max_new_tokens, prefix=extractive_prefix()

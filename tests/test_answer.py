@@ -116,7 +116,7 @@ def test_fit_passages_trims_passages_never_the_question():
 
 from fakes import HashEmbedder  # noqa: E402
 from rag.generation import Extraction  # noqa: E402
-from rag.reader import expected_type, key_terms, missing_terms, segments  # noqa: E402
+from rag.reader import answers_type, expected_type, key_terms, missing_terms, segments  # noqa: E402
 
 
 class ScriptedExtractor(ScriptedGenerator):
@@ -205,3 +205,14 @@ def test_key_terms_and_question_types():
         "person",
         None,
     ]
+
+
+def test_a_span_answers_the_wanted_type_only_with_something_the_question_does_not_say():
+    question = "What is the 2031 budget for project KESTREL-7?"
+    assert not answers_type("The 2031 budget was approved by", "number", question)
+    assert answers_type("NOK 12.5 million", "number", question)
+    assert answers_type("07:30", "date", "When does the Brennvik office open?")
+    assert not answers_type("in 2031", "date", "When did it open in 2031?")
+    assert not answers_type("Kvitsand Harbour Authority", "person", "Who is the harbour master at Kvitsand?")
+    assert answers_type("Per Aasen", "person", "Who is the harbour master at Kvitsand?")
+    assert not answers_type("Per Aasen", None, "Which app?")
