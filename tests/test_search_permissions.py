@@ -130,3 +130,32 @@ def test_acl_option_overrides_and_is_not_indexed(corpus, tmp_path):
     assert sources(retriever, None) == set()
     assert sources(retriever, "zoe") == {"handbook/welcome.md"}
     assert os.path.exists(outside)
+
+
+def test_demo_corpus_every_policy_user_sees_exactly_their_documents(tmp_path):
+    """The bundled corpus: each user named in its policy (and anonymous) retrieves exactly the documents the policy
+    grants them, and nobody retrieves the uncovered archive or the policy file."""
+    from ingest.paths import bundled_corpus
+    from ingest.policy import find_policy
+    from rag.permissions import query_principals, readable
+
+    corpus = bundled_corpus()
+    policy = find_policy(corpus, None)
+    embedder = HashEmbedder()
+    index_folder(corpus, tmp_path / "idx", embedder)
+    retriever = Retriever(tmp_path / "idx", embedder=embedder)
+    documents = {str(p.relative_to(corpus)) for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    documents -= {"make_pdfs.py"} if "make_pdfs.py" in documents else set()
+    users = sorted({u for members in policy.groups.values() for u in members})
+    assert len(users) >= 6
+    views = set()
+    for user in [None, *users]:
+        principals = query_principals(policy.groups, user)
+        expected = {d for d in documents if readable(policy.principals_for(d), principals)}
+        got = {r.source for r in retriever.search("the company budget, people and products", k=500, user=user)}
+        assert got == expected, user
+        assert not any(s.startswith("archive/") or s.endswith(".rag-acl.toml") for s in got)
+        views.add(frozenset(got))
+    assert len(views) >= 4
+    assert "finance/q1-2031-results.pdf" in {r.source for r in retriever.search("revenue", k=500, user="alice")}
+    assert not any(r.source.startswith("finance/") for r in retriever.search("revenue", k=500, user=None))
