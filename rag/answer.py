@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 from .prompting import UNKNOWN, Passage, chat_messages, completion_prompt, fit_passages
-from .reader import ABSTAIN_PHRASES, IDK, MIN_SENTENCE_SCORE, ExtractiveReader, ReadResult, make_reader
-from .text import contains_answer, normalise
+from .reader import IDK, MIN_SENTENCE_SCORE, ExtractiveReader, ReadResult, is_abstention, make_reader
+from .text import contains_answer
 from .types import Answer, Citation, SearchResult
 
 DEFAULT_K = 5
@@ -99,7 +99,7 @@ class GenerativeReader:
             return ReadResult(IDK, True, [], signals, "no passage relevant enough to the question")
         raw = read(self.generator, question, results, self.max_new_tokens, on_token)
         answer, cited = parse_output(raw, len(results))
-        if not answer or normalise(answer) in ABSTAIN_PHRASES:
+        if is_abstention(answer):
             return ReadResult(IDK, True, [], signals, "the passages do not answer the question")
         supporting = [i for i, r in enumerate(results, start=1) if contains_answer(r.text, answer)]
         signals["verbatim"] = float(bool(supporting))

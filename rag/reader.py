@@ -258,11 +258,12 @@ class ExtractiveReader:
             sentences_read=float(seen),
         )
         answer = found.text.strip(" .,;:")
-        if not answer or normalise(answer) in ABSTAIN_PHRASES:
+        if is_abstention(answer):
             return ReadResult(IDK, True, [], signals, "the passages do not answer the question")
         source = next((unit for unit in units[:seen] if contains_answer(unit.text, answer)), units[0])
         asked = content_words(question)
-        signals["echo"] = float(bool(content_words(answer)) and content_words(answer) <= asked)
+        said = content_words(answer)
+        signals["echo"] = float(bool(said) and said <= asked)
         signals["coverage"] = len(asked & content_words(f"{source.context} {source.text}")) / max(1, len(asked))
         wanted = expected_type(question)
         signals["typed"] = -1.0 if wanted is None else float(has_type(answer, wanted))
@@ -307,8 +308,8 @@ class ExtractiveReader:
             )
 
         found = read(units[:1])
-        text = found.text.strip(" .,;:")
-        if len(units) > 1 and (not text or normalise(text) in ABSTAIN_PHRASES or found.mean_logprob < SURE_LOGPROB):
+        unsure = is_abstention(found.text.strip(" .,;:")) or found.mean_logprob < SURE_LOGPROB
+        if len(units) > 1 and unsure:
             return read(units), len(units)
         return found, 1
 
@@ -338,3 +339,8 @@ ABSTAIN_PHRASES = {
     "n a",
 }
 IDK = "I don't know."
+
+
+def is_abstention(answer: str) -> bool:
+    """An empty answer or one of the ways a model says it does not know."""
+    return not answer or normalise(answer) in ABSTAIN_PHRASES
