@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.catalog import FORMAT_VERSION
 from ingest.errors import UsageError
 from ingest.paths import cache_dir
 
@@ -72,7 +73,8 @@ def run_eval(options: EvalOptions) -> dict:
 
     say(f"Indexing {corpus} ...")
     embedder = load_embedder(options.embedder, progress=False)
-    index_dir = cache_dir("eval", "index", _digest(str(corpus.resolve()), embedder.name))
+    # The format version is part of the key: a cached index of an older format would be refused, not upgraded.
+    index_dir = cache_dir("eval", "index", _digest(str(corpus.resolve()), embedder.name, f"format-{FORMAT_VERSION}"))
     index_started = time.perf_counter()
     index_folder(corpus, index_dir, embedder, acl=options.acl)
     index_seconds = time.perf_counter() - index_started

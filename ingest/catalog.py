@@ -1,21 +1,27 @@
-"""The catalog: an SQLite file holding documents, chunks and the index's metadata.
+"""The catalog: an SQLite file holding documents, chunks, their keyword index and the index's metadata.
 
 It is the source of truth for permissions (each document's principals) and for chunk text and offsets; the FAISS
 file beside it holds only vectors keyed by chunk id. ``store.py`` keeps the two in step.
+
+``chunks_fts`` is an FTS5 table (rowid = chunk id) for the BM25 half of hybrid search. It is written and deleted
+explicitly next to ``chunks`` in ``add_chunks`` / ``delete_document`` rather than by triggers, so that all the
+bookkeeping of a chunk's rows is in one place and its title (from the document's source) needs no join.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import IndexCorruptError
 from .types import Chunk
 
-FORMAT_VERSION = 1
+# 2: adds chunks_fts. An index of an older format is refused with "rebuild it" (see store.open_index).
+FORMAT_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +44,39 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, heading, text, tokenize='porter unicode61 remove_diacritics 2'
+);
 """
+# BM25 column weights for (title, heading, text): a file name is a short, strong hint, but a word there is shared by
+# every chunk of the document, so it counts half of one in the chunk's own text.
+_BM25 = "bm25(chunks_fts, 0.5, 1.0, 1.0)"
+# Words too common to rank by, question words included: most queries are questions.
+_STOPWORDS = frozenset(
+    "a an and are as at be by can did do does for from had has have how i in is it its of on or our that the "
+    "their there this to was we were what when where which who whom why will with you your".split()
+)
+_MAX_TERMS = 64  # a pasted paragraph stays a cheap query
+_TOKEN = re.compile(r"[^\W_]+")  # runs of letters and digits: what unicode61 keeps as token characters
+
+
+def document_title(source: str) -> str:
+    """A document's name as words ("travel-policy_2031.md" -> "travel policy 2031"): embedded and keyword-indexed
+    with each of its chunks as context."""
+    return Path(source).stem.replace("_", " ").replace("-", " ")
+
+
+def match_expression(query: str) -> str:
+    """An FTS5 MATCH expression for free text: its words, each double-quoted, joined with OR; "" if none is left.
+
+    Every term is a quoted string of letters and digits only, so FTS5 syntax in user input (quotes, ``*``, ``:``,
+    ``NEAR(``, ``AND``/``NOT``, parentheses, ``^``) can neither break the query nor change what it matches.
+    """
+    terms: list[str] = []
+    for token in (t.lower() for t in _TOKEN.findall(query)):  # split first: "İ".lower() adds a combining mark
+        if len(token) > 1 and token not in _STOPWORDS and token not in terms:
+            terms.append(token)
+    return " OR ".join(f'"{term}"' for term in terms[:_MAX_TERMS])
 
 
 @dataclass(frozen=True)
@@ -120,6 +158,7 @@ class Catalog:
     def delete_document(self, doc_id: int) -> list[int]:
         """Deletes the document and its chunks; returns the removed chunk ids (to remove from FAISS)."""
         ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+        self._db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
         return ids
@@ -136,9 +175,42 @@ class Catalog:
             'INSERT INTO chunks(id, doc_id, ord, start, "end", page, heading, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
             [(i, doc_id, n, c.start, c.end, c.page, c.heading, c.text) for n, (i, c) in enumerate(zip(ids, chunks))],
         )
+        (source,) = self._db.execute("SELECT source FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        title = document_title(source)
+        self._db.executemany(
+            "INSERT INTO chunks_fts(rowid, title, heading, text) VALUES (?, ?, ?, ?)",
+            [(i, title, c.heading, c.text) for i, c in zip(ids, chunks)],
+        )
         if ids:
             self.set_meta("max_chunk_id", max(ids[-1], int(self.get_meta("max_chunk_id", 0))))
         return ids
+
+    def lexical_search(
+        self, query: str, limit: int, allowed: Callable[[int], bool] | None = None
+    ) -> list[tuple[int, float]]:
+        """The ``limit`` best chunks for ``query`` by BM25, as (chunk id, score), higher = better.
+
+        ``allowed`` (None: everything) filters before the cut: rows are read best first and the disallowed ones
+        skipped, so the list is full whenever ``limit`` allowed chunks match, even when the best matches are all
+        someone else's. A query with no usable words returns [].
+        """
+        expression = match_expression(query)
+        if not expression or limit < 1:
+            return []
+        rows = self._db.execute(
+            f"SELECT rowid, {_BM25} AS score FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY score, rowid",
+            (expression,),
+        )
+        found: list[tuple[int, float]] = []
+        try:
+            for chunk_id, score in rows:
+                if allowed is None or allowed(chunk_id):
+                    found.append((int(chunk_id), -float(score)))  # FTS5's bm25() is lower = better
+                    if len(found) == limit:
+                        break
+        finally:
+            rows.close()
+        return found
 
     def chunk_ids(self) -> list[int]:
         return [r[0] for r in self._db.execute("SELECT id FROM chunks ORDER BY id")]

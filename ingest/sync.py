@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import FORMAT_VERSION
+from .catalog import FORMAT_VERSION, document_title
 from .chunking import Chunker
 from .embedding import Embedder
 from .errors import EmbedderMismatchError, UsageError
@@ -207,7 +207,7 @@ def _apply(writer, pending, deleted, stat_only, changed_permissions, principals,
 
 def embedding_text(source: str, chunk: Chunk) -> str:
     """What gets embedded: the document's name and heading path give a chunk its context."""
-    title = Path(source).stem.replace("_", " ").replace("-", " ")
+    title = document_title(source)
     context = f"{title} > {chunk.heading}" if chunk.heading else title
     return f"{context}\n{chunk.text}"
 

@@ -48,6 +48,16 @@ def _index_dir_option(func):
     )(func)
 
 
+def _retrieval_option(func):
+    return click.option(
+        "--retrieval",
+        type=click.Choice(["hybrid", "dense"]),
+        default="hybrid",
+        show_default=True,
+        help="hybrid fuses keyword (BM25) and embedding rankings: exact names and codes are found too; dense uses embeddings only.",
+    )(func)
+
+
 def _resolve_index_dir(index_dir: Path | None) -> Path:
     return index_dir if index_dir is not None else default_index_dir()
 
@@ -157,12 +167,13 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
 )
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Number of results.")
 @click.option("--embedder", default=None, help="Query embedder; must match the one that built the index (the default).")
+@_retrieval_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def search(query, index_dir, user, k, embedder, as_json):
-    """Find the chunks most similar to QUERY that the user may read."""
+def search(query, index_dir, user, k, embedder, retrieval, as_json):
+    """Find the chunks most relevant to QUERY that the user may read."""
     from .retrieval import Retriever
 
-    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder)
+    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval)
     results = retriever.search(query, k=k, user=user)
     if as_json:
         _emit_json({"results": [r.to_json() for r in results]})
@@ -251,17 +262,18 @@ def _print_answer(answer, streamed: bool) -> None:
     help="Hugging Face causal LM name (already cached) or local path. Default: the bundled Gemma 3 270M.",
 )
 @click.option("--embedder", default=None, help="Query embedder; must match the index's (the default).")
+@_retrieval_option
 @click.option(
     "--max-new-tokens", type=click.IntRange(1, 2048), default=48, show_default=True, help="Limit on generated tokens."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and timings as JSON.")
-def ask(question, index_dir, user, k, generator, embedder, max_new_tokens, as_json):
+def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_tokens, as_json):
     """Answer QUESTION from the indexed documents the user may read, with citations, or say "I don't know"."""
     from .answer import answer_question
     from .generation import load_generator
     from .retrieval import Retriever
 
-    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder)
+    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval)
     model = load_generator(generator)
     stream = not as_json and sys.stdout.isatty()
     kwargs = {"user": user, "max_new_tokens": max_new_tokens}

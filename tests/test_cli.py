@@ -106,6 +106,33 @@ def test_corrupt_index_is_reported_not_read(folder, tmp_path):
     assert result.exit_code == 1 and "--rebuild" in result.output
 
 
+def test_retrieval_option_keeps_the_json_contract(folder, tmp_path):
+    run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
+    keys = {"rank", "score", "source", "chunk_id", "text", "start", "end", "page", "heading"}
+    for mode in ("hybrid", "dense"):
+        result = run("search", "harbour survey", "--index-dir", str(tmp_path / "idx"), "--retrieval", mode, "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert set(data) == {"results"} and all(set(hit) == keys for hit in data["results"])
+        assert data["results"][0]["source"] == "team/roster.txt"
+    assert run("search", "x", "--index-dir", str(tmp_path / "idx"), "--retrieval", "sparse").exit_code == 2
+    for command in ("search", "ask"):
+        assert "--retrieval [hybrid|dense]" in run(command, "--help").output
+
+
+def test_old_format_index_is_one_line_naming_rebuild(folder, tmp_path):
+    from test_hybrid import make_format_1
+
+    run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
+    make_format_1(tmp_path / "idx")
+    for args in (("index", str(folder)), ("search", "harbour"), ("status",)):
+        result = run(*args, "--index-dir", str(tmp_path / "idx"))
+        assert result.exit_code == 1, args
+        assert result.output.strip().count("\n") == 0 and "Traceback" not in result.output
+        assert "format version 1" in result.output and "rag index PATH --rebuild" in result.output
+    assert run("index", str(folder), "--index-dir", str(tmp_path / "idx"), "--rebuild").exit_code == 0
+
+
 def test_real_minilm_end_to_end(tmp_path, monkeypatch):
     """The bundled MiniLM, a real FAISS index, through the CLI."""
     monkeypatch.undo()

@@ -7,7 +7,8 @@ the strategies draw from). Two levels:
 - the permission modules alone (policy -> principals -> permitted ids -> FAISS search -> fail-closed), many cases,
   every vector index kind;
 - end to end through ``ingest.sync.index_folder`` + ``rag.retrieval.Retriever`` with the HashEmbedder, fewer cases,
-  checking also that a policy change re-embeds nothing.
+  in both retrieval modes (hybrid adds the catalog's keyword search), checking also that a policy change re-embeds
+  nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ policies = st.fixed_dictionaries(
     }
 )
 users = st.sampled_from([None, *USERS, "mallory"])
+# Query text: corpus words, words found nowhere, and FTS5 syntax that must neither fail nor widen the match.
+QUERIES = [*WORDS, "zebra", 'vault "orbit', "NEAR(alpha beta)", "rye*", "-bread", "text:salary", "quokka AND (island"]
 
 
 def policy_toml(p: dict) -> str:
@@ -171,7 +174,7 @@ def test_an_empty_permitted_set_returns_nothing_without_searching():
     docs=st.dictionaries(st.sampled_from(PATHS), st.lists(st.sampled_from(WORDS), min_size=3, max_size=40), min_size=1),
     first=st.one_of(st.none(), policies),
     second=st.one_of(st.none(), policies),
-    queries=st.lists(st.tuples(users, st.integers(1, 8), st.sampled_from(WORDS)), min_size=1, max_size=5),
+    queries=st.lists(st.tuples(users, st.integers(1, 8), st.sampled_from(QUERIES)), min_size=1, max_size=5),
     kind=st.sampled_from(["flat", "flat", "hnsw", "ivf"]),
     drop=st.booleans(),
 )
@@ -208,12 +211,14 @@ def test_end_to_end_with_a_policy_change_between_two_index_runs(docs, first, sec
                 chunk_sources = {record.id: record.source for record in index.catalog.iter_chunks()}
             finally:
                 index.close()
-            for user, k, word in queries:
+            for user, k, text in queries:
                 readable_chunks = {c for c, s in chunk_sources.items() if oracle_can_read(p, user, s)}
-                results = retriever.search(word, k=k, user=user)
-                assert all(oracle_can_read(p, user, r.source) for r in results)
-                assert {r.chunk_id for r in results} <= readable_chunks
-                assert len(results) == min(k, len(readable_chunks))
+                for mode in ("hybrid", "dense"):
+                    results = retriever.search(text, k=k, user=user, mode=mode)
+                    assert all(oracle_can_read(p, user, r.source) for r in results)
+                    assert {r.chunk_id for r in results} <= readable_chunks
+                    assert len(results) == len({r.chunk_id for r in results}) == min(k, len(readable_chunks))
+                    assert [r.rank for r in results] == list(range(1, len(results) + 1))
         retriever.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)

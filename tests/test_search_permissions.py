@@ -62,15 +62,27 @@ def test_each_user_sees_exactly_what_the_policy_allows(corpus, tmp_path):
     assert sources(retriever, "mallory") == {"handbook/welcome.md"}
 
 
-def test_top_k_is_full_even_when_few_chunks_are_readable(corpus, tmp_path):
+@pytest.mark.parametrize("mode", ["hybrid", "dense"])
+def test_top_k_is_full_even_when_few_chunks_are_readable(corpus, tmp_path, mode):
     embedder = HashEmbedder()
     for n in range(60):  # many public decoys that score higher than erin's one readable restricted chunk
         (corpus / "handbook" / f"decoy{n}.md").write_text("budget lighthouse project budget lighthouse " * 3)
     index_folder(corpus, tmp_path / "idx", embedder)
     retriever = Retriever(tmp_path / "idx", embedder=embedder)
-    results = retriever.search("salary bands confidential", k=5, user="erin")
+    results = retriever.search("salary bands confidential", k=5, user="erin", mode=mode)
     assert len(results) == 5
     assert results[0].source == "hr/salaries.md"
+
+
+def test_hybrid_is_full_when_the_best_keyword_matches_are_all_restricted(corpus, tmp_path, caplog):
+    embedder = HashEmbedder()
+    for n in range(40):  # restricted chunks that match the query's words better than anything erin may read
+        (corpus / "finance" / f"pay{n}.txt").write_text(f"Salary bands {n}: salary bands, salary bands.")
+    index_folder(corpus, tmp_path / "idx", embedder)
+    retriever = Retriever(tmp_path / "idx", embedder=embedder)
+    results = retriever.search("salary bands", k=2, user="erin", mode="hybrid")
+    assert [r.source for r in results] == ["hr/salaries.md", "handbook/welcome.md"]
+    assert "internal error" not in caplog.text  # filtered inside the search, not by the fail-closed re-check
 
 
 def test_a_user_with_no_readable_chunks_gets_nothing(tmp_path):
