@@ -10,14 +10,16 @@ second term is attention (Q K^T and attention x V, 2 n d each per layer per toke
 6 layers -> P = 10.6 M, about 21 MFLOP per token plus attention.
 
 Levers, each on the same texts (the SQuAD sample's chunks, exactly as ``index_folder`` embeds them):
-batch size, length-sorted vs arrival-order batches, torch threads, and int8 dynamic quantisation of every
-``nn.Linear`` (``torch.ao.quantization.quantize_dynamic``). A lever that changes the vectors must keep
-recall@10 >= 0.95 against the float32 index on the SQuAD questions.
+batch size, length-sorted vs arrival-order batches, torch threads, int8 dynamic quantisation of every
+``nn.Linear`` (``torch.ao.quantization.quantize_dynamic``) and bfloat16 weights (what ``ingest.embedding`` uses where
+the CPU multiplies bf16 natively). A lever that changes the vectors must keep recall@10 >= 0.95 against the float32
+index on the SQuAD questions. The baseline is float32, whatever the machine would pick by default.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import time
 from pathlib import Path
 
@@ -26,11 +28,11 @@ import numpy as np
 RECALL_FLOOR = 0.95
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
     import torch
 
-    a = torch.randn(n, n)
-    b = torch.randn(n, n)
+    a = torch.randn(n, n, dtype=getattr(torch, dtype))
+    b = torch.randn(n, n, dtype=getattr(torch, dtype))
     torch.matmul(a, b)  # warm up
     best = float("inf")
     for _ in range(repeats):
@@ -82,13 +84,15 @@ def squad_chunks(squad_json: Path, limit: int | None = None) -> tuple[list[str],
 
 def _encode(model, texts: list[str], batch_size: int, sort: bool) -> np.ndarray:
     if sort:
-        return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True).astype(
+            np.float32
+        )
     # Arrival order: each call holds one batch, so nothing is sorted across batches.
     parts = [
         model.encode(texts[i : i + batch_size], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
         for i in range(0, len(texts), batch_size)
     ]
-    return np.concatenate(parts)
+    return np.concatenate(parts).astype(np.float32)
 
 
 def _recall_at_10(doc_ref, q_ref, doc_new, q_new) -> float:
@@ -101,15 +105,24 @@ def _recall_at_10(doc_ref, q_ref, doc_new, q_new) -> float:
 def run(squad_json: Path, quick: bool = False, log=print) -> dict:
     import torch
 
-    from ingest.embedding import load_embedder
+    from ingest.embedding import DTYPE_ENV, load_embedder
 
     peak = matmul_gflops(repeats=3 if quick else 5)
+    peak_bf16 = matmul_gflops(repeats=3 if quick else 5, dtype="bfloat16")
     threads = torch.get_num_threads()
-    log(f"  matmul peak: {peak:.1f} GFLOP/s (fp32, 2048^3, {threads} threads)")
+    log(f"  matmul peak: {peak:.1f} GFLOP/s fp32, {peak_bf16:.1f} bf16 (2048^3, {threads} threads)")
     texts, questions = squad_chunks(squad_json, limit=100 if quick else None)
     if quick:
         texts = texts[:96]
-    embedder = load_embedder(progress=False)
+    forced = os.environ.get(DTYPE_ENV)
+    os.environ[DTYPE_ENV] = "float32"  # the reference vectors and the baseline are float32
+    try:
+        embedder = load_embedder(progress=False)
+    finally:
+        if forced is None:
+            os.environ.pop(DTYPE_ENV)
+        else:
+            os.environ[DTYPE_ENV] = forced
     model = embedder.model
     shape = model_shape(model)
     tokenizer = model.tokenizer
@@ -126,18 +139,22 @@ def run(squad_json: Path, quick: bool = False, log=print) -> dict:
         ("sorted, batch 8", dict(batch_size=8, sort=True)),
         ("sorted, batch 128", dict(batch_size=128, sort=True)),
         (f"sorted, batch 32, 1 thread (of {threads})", dict(batch_size=32, sort=True, threads=1)),
-        ("int8 dynamic (Linear), sorted, batch 32", dict(batch_size=32, sort=True, int8=True)),
+        ("int8 dynamic (Linear), sorted, batch 32", dict(batch_size=32, sort=True, model="int8")),
+        ("bf16 weights, sorted, batch 8", dict(batch_size=8, sort=True, model="bf16")),
     ]
     if quick:
-        variants = [v for v in variants if "batch 8" not in v[0] and "batch 128" not in v[0]]
-    models = {False: model}
-    if any(opts.get("int8") for _, opts in variants):
+        variants = [v for v in variants if v[0] not in ("sorted, batch 8", "sorted, batch 128")]
+    models = {"fp32": model}
+    if any(opts.get("model") == "int8" for _, opts in variants):
         quantised = copy.deepcopy(model)
         quantised[0].auto_model = torch.ao.quantization.quantize_dynamic(
             quantised[0].auto_model, {torch.nn.Linear}, dtype=torch.qint8
         )
         quantised.encode(texts[:8])
-        models[True] = quantised
+        models["int8"] = quantised
+    if any(opts.get("model") == "bf16" for _, opts in variants):
+        models["bf16"] = copy.deepcopy(model).to(torch.bfloat16)
+        models["bf16"].encode(texts[:8])
     # Round-robin over the variants, best time of each: on a shared CPU, drift then hits every variant alike.
     best = {label: float("inf") for label, _ in variants}
     vectors = {}
@@ -147,7 +164,7 @@ def run(squad_json: Path, quick: bool = False, log=print) -> dict:
                 torch.set_num_threads(opts["threads"])
             try:
                 start = time.perf_counter()
-                vectors[label] = _encode(models[bool(opts.get("int8"))], texts, opts["batch_size"], opts["sort"])
+                vectors[label] = _encode(models[opts.get("model", "fp32")], texts, opts["batch_size"], opts["sort"])
                 best[label] = min(best[label], time.perf_counter() - start)
             finally:
                 torch.set_num_threads(threads)
@@ -160,10 +177,11 @@ def run(squad_json: Path, quick: bool = False, log=print) -> dict:
             "chunks_per_s": len(texts) / seconds,
             "tokens_per_s": sum(lengths) / seconds,
             "gflops": flops / seconds / 1e9,
-            "of_peak": flops / seconds / 1e9 / peak,
+            # each precision against its own matmul peak
+            "of_peak": flops / seconds / 1e9 / (peak_bf16 if opts.get("model") == "bf16" else peak),
         }
-        if opts.get("int8"):
-            queries = _encode(models[True], questions, 32, True)
+        if opts.get("model"):
+            queries = _encode(models[opts["model"]], questions, 32, True)
             row["recall_at_10"] = _recall_at_10(reference_docs, reference_queries, vectors[label], queries)
         else:
             row["max_abs_diff"] = float(np.abs(vectors[label] - reference_docs).max())
@@ -179,6 +197,7 @@ def run(squad_json: Path, quick: bool = False, log=print) -> dict:
         row["kept"] = row is base or (row["speedup"] > 1.05 and row.get("recall_at_10", 1.0) >= RECALL_FLOOR)
     return {
         "matmul_gflops": peak,
+        "matmul_gflops_bf16": peak_bf16,
         "threads": threads,
         "model": shape,
         "flops_per_token_formula": "2*layers*(4d^2+2d*d_ff) + 4*layers*n*d  (n = sequence length)",
