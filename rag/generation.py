@@ -89,8 +89,32 @@ def resolve_model(name_or_path: str | None) -> tuple[str, str]:
     return name_or_path, name_or_path
 
 
-def load_causal_lm(name_or_path: str | None = None, device: str | None = None):
-    """(model, tokenizer) in eval mode on the best device. The eval's LoRA training starts from this too."""
+GEN_DTYPE_ENV = "DOCRAG_GEN_DTYPE"  # "float32" or "bfloat16": overrides the choice below
+
+
+def inference_dtype(device: str) -> str:
+    """bfloat16 on a GPU and on a CPU that multiplies bf16 natively (AVX512-BF16/AMX), else float32.
+
+    Greedy decoding reads every weight once per token, so halving the bytes pays: measured with
+    `rag bench --only gen` on 2 cores (AVX512-BF16), Gemma 3 270M decodes 2.4x faster in bf16 (21 vs 9 tokens/s)
+    and reaches its first token 2.3x sooner, with the demo QA accuracy unchanged (see the README).
+    """
+    import torch
+
+    forced = os.environ.get(GEN_DTYPE_ENV, "").strip().lower()
+    if forced in ("float32", "fp32", "bfloat16", "bf16"):
+        return "bfloat16" if forced.startswith("b") else "float32"
+    if device == "cuda":
+        return "bfloat16"
+    if device == "cpu":
+        supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return "bfloat16" if supported is not None and supported() else "float32"
+    return "float32"
+
+
+def load_causal_lm(name_or_path: str | None = None, device: str | None = None, dtype: str | None = None):
+    """(model, tokenizer) in eval mode on the best device, in ``dtype`` ("float32", "bfloat16"; None: bf16 on a
+    GPU, float32 on a CPU). LoRA training starts from this with the default; answering uses ``inference_dtype``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -99,10 +123,10 @@ def load_causal_lm(name_or_path: str | None = None, device: str | None = None):
     hf_logging.disable_progress_bar()
     name, path = resolve_model(name_or_path)
     device = device or best_device()
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = dtype or ("bfloat16" if device == "cuda" else "float32")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True)
     except Exception as err:  # noqa: BLE001 - one clear line for any loading failure
         raise ModelLoadError(
             f"cannot load generator {name!r}: {type(err).__name__}: {str(err).splitlines()[0][:160]}. "
@@ -286,5 +310,5 @@ def _eos_ids(tokenizer, model) -> set[int]:
 
 
 def load_generator(name_or_path: str | None = None) -> HFGenerator:
-    model, tokenizer = load_causal_lm(name_or_path)
+    model, tokenizer = load_causal_lm(name_or_path, dtype=inference_dtype(best_device()))
     return HFGenerator(model, tokenizer, model.name_or_path_display)

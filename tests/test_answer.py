@@ -216,3 +216,34 @@ def test_a_span_answers_the_wanted_type_only_with_something_the_question_does_no
     assert not answers_type("Kvitsand Harbour Authority", "person", "Who is the harbour master at Kvitsand?")
     assert answers_type("Per Aasen", "person", "Who is the harbour master at Kvitsand?")
     assert not answers_type("Per Aasen", None, "Which app?")
+
+
+def test_a_date_or_a_year_does_not_answer_how_much():
+    question = "For how much will HTI acquire Marelius Sensors?"
+    for date in ("30 June 2031", "June 30, 2031", "March 2031", "in 2031"):
+        assert not answers_type(date, "number", question), date
+    for amount in ("NOK 64 million", "3 hours 40 minutes", "2,031 people"):
+        assert answers_type(amount, "number", question), amount
+
+
+def test_units_rejoin_hard_wrapped_sentences_and_carry_a_plain_text_label():
+    from rag.reader import split_units
+    from rag.types import SearchResult
+
+    text = (
+        "Sildre Logistics\n"
+        "  Contract number: SL-4471\n"
+        "  Scope: freight of finished buoys from Brennvik to customers all over Northern Europe\n"
+        "  Value: NOK 2.35 million per year\n"
+        "\n"
+        "Note: the Nordlys Cloud contract replaced an earlier hosting agreement, number NC-1874, which ended on\n"
+        "28 February 2030.\n"
+    )
+    result = SearchResult(1, 0.9, "finance/vendor-contracts.txt", 7, text, 0, len(text))
+    units = {unit.text: unit for unit in split_units(result, 0)}
+    assert units["Contract number: SL-4471"].context == "vendor contracts > Sildre Logistics"
+    assert units["Value: NOK 2.35 million per year"].context == "vendor contracts > Sildre Logistics"  # not joined
+    assert units["Value: NOK 2.35 million per year"].before.startswith("Scope: freight")
+    note = next(t for t in units if t.startswith("Note:"))
+    assert note.endswith("which ended on 28 February 2030.")  # one sentence again
+    assert units[note].context == "vendor contracts"  # the blank line ended the label's block
