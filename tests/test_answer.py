@@ -127,9 +127,10 @@ class ScriptedExtractor(ScriptedGenerator):
         self.spans = list(spans)
         if self.reply != abstain and not any(self.reply in s for s in spans):
             raise AssertionError(f"{self.reply!r} is not a span of {spans}")
-        return Extraction(self.reply, self.mean_logprob, -1.0, -6.0)
+        return Extraction(self.reply, self.mean_logprob, self.first_logprob, -6.0)
 
     mean_logprob = -0.5  # sure enough to keep the best sentence's reading
+    first_logprob = -1.0
 
 
 class EmbeddingRetriever(ListRetriever):
@@ -171,6 +172,24 @@ def test_an_unsure_reading_looks_wider_then_abstains_if_still_unsure():
     generator.mean_logprob = -1.0  # unsure of the best sentence alone, sure enough over the wider reading
     answer = answer_question(EmbeddingRetriever(PASSAGES), generator, "What is the ship's home port?")
     assert len(generator.prompts) == 2 and not answer.abstained and answer.answer == "Vardo"
+
+
+def test_a_span_the_model_would_not_start_on_its_own_is_an_abstention():
+    generator = ScriptedExtractor("NOK 18.4 million")
+    generator.first_logprob = -3.5  # under MIN_FIRST_LOGPROB
+    answer = answer_question(EmbeddingRetriever(PASSAGES), generator, "What is the 2031 fleet budget?")
+    assert answer.abstained and "on its own" in answer.reason
+
+
+def test_an_answer_from_a_sentence_about_something_else_is_an_abstention():
+    # Of the question's 11 content words the sentence holding "twelve" covers 2 (Skarv, crew): under 0.2, abstain.
+    # The same span for a question the sentence does cover is given.
+    question = "How many Skarv crew members receive the annual winter bonus payment from headquarters every december?"
+    answer = answer_question(EmbeddingRetriever(PASSAGES), ScriptedExtractor("twelve"), question)
+    assert answer.abstained and "about something else" in answer.reason
+    question = "How many crew does the Skarv carry?"
+    answer = answer_question(EmbeddingRetriever(PASSAGES), ScriptedExtractor("twelve"), question)
+    assert not answer.abstained and answer.answer == "twelve"
 
 
 def test_a_name_no_passage_mentions_abstains_without_the_model():
