@@ -13,6 +13,7 @@ levers fix most of that (measured on the demo QA set, see the README):
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -130,7 +131,7 @@ def segments(text: str) -> list[str]:
 
 
 _NAME = re.compile(r"\b[A-Z][a-z\u00e0-\u024f][\w\u00c0-\u024f]{2,}")  # "Copenhagen", not "HTI", "Q1" or "EV"
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th)?")  # "10th" whole: the text says "10th century", not "10"
 
 
 def key_terms(question: str) -> list[str]:
@@ -143,10 +144,16 @@ def key_terms(question: str) -> list[str]:
     return [t for t in dict.fromkeys(terms) if t and t not in _STOPWORDS]
 
 
+def _fold(text: str) -> str:
+    """Accents off ("Hervé" ~ "Herve"), for matching a question's words against the passages' words."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+
+
 def _uncovered(terms: list[str], text: str) -> list[str]:
-    seen = set(normalise(text).split())
+    # Hyphenated names count both whole and by part: "Saint-Clair-sur-Epte" mentions "Clair".
+    seen = set(_fold(normalise(text)).split()) | set(_fold(normalise(text.replace("-", " "))).split())
     prefixes = {w[:5] for w in seen if len(w) >= 5}
-    return [t for t in terms if not all(w in seen or (len(w) >= 5 and w[:5] in prefixes) for w in t.split())]
+    return [t for t in terms if not all(w in seen or (len(w) >= 5 and w[:5] in prefixes) for w in _fold(t).split())]
 
 
 def missing_terms(question: str, results: list[SearchResult]) -> list[str]:
@@ -210,11 +217,19 @@ _DATE_EXPRESSION = re.compile(
 )
 
 
+_NUMBER_WORDS = re.compile(
+    r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|hundred|"
+    r"thousand|million|billion|dozen|half|twice|once)\b",
+    re.I,
+)
+
+
 def has_type(text: str, kind: str) -> bool:
     if kind == "date":
         return bool(_DATE.search(text))
     if kind == "number":
-        return any(ch.isdigit() for ch in _DATE_EXPRESSION.sub(" ", text))
+        undated = _DATE_EXPRESSION.sub(" ", text)
+        return any(ch.isdigit() for ch in undated) or bool(_NUMBER_WORDS.search(undated))
     return any(not (set(name.lower().split()) & _NOT_A_PERSON) for name in _PERSON.findall(text))
 
 
@@ -273,7 +288,10 @@ MIN_SENTENCE_SCORE = 0.40
 # MIN_WIDE_LOGPROB, or an answer made only of the question's own words. Dev unanswerable abstained 0.36 -> 0.64;
 # train accuracy unchanged (0.65), 9 of its wrong answers become "I don't know". Dropped, for losing correct train
 # answers: answers lacking the question's expected type (-4), sentence coverage of the question's words < 0.2 (-5).
-MIN_WIDE_LOGPROB = -1.3
+# Later raised from -1.3 to -0.9 on a SQuAD dev slice (the "Normans" article of ../shared/data/squad2/
+# dev-2articles.json; the "Sky (United Kingdom)" article held out) under a budget of 2 correct demo train answers:
+# Normans false answers 0.545 -> 0.455 at 0.479 -> 0.469 accuracy; held-out Sky 0.784 -> 0.735, accuracy unchanged.
+MIN_WIDE_LOGPROB = -0.9
 # Two more abstention signals, chosen on the same slices (after hybrid retrieval and bf16 decoding) by the rule
 # "most dev unanswerable questions abstained on, losing at most 5% of the correct train answers": the answer's
 # sentence (with its heading, the sentence before it and the document's path) holds under MIN_NEAR_COVERAGE of the
