@@ -171,6 +171,13 @@ _NUMBER_Q = re.compile(
     r"budget|price|cost|revenue|per diem|allowance|worth|value|salary|extension|length)\b",
     re.I,
 )
+# Money questions: answered by an amount ("NOK 12.5 million", "$40", "3 million"), never by "6 metres"
+_MONEY_Q = re.compile(r"\b(budget|price|cost|costs|revenue|per diem|allowance|worth|salary|fee|fees)\b", re.I)
+_MONEY = re.compile(
+    r"(NOK|EUR|USD|GBP|SEK|DKK|CHF|kr|\$|£|€|¥)\s?\d|\d\s?(NOK|EUR|USD|GBP|kr|euros?|dollars?|pounds?|kroner?)\b"
+    r"|\d\s?(million|billion|thousand)\b",
+    re.I,
+)
 _DATE_Q = re.compile(r"\b(when|what (date|year|day|month)|which (year|date|day|month|weeks?))\b", re.I)
 _PERSON_Q = re.compile(
     r"^\s*(who|whom|name)\b|\b(which|what)(?: \w+)? (person|people|engineer|manager|employee|salesperson|director|"
@@ -198,9 +205,11 @@ _NOT_A_PERSON = set(
 
 
 def expected_type(question: str) -> str | None:
-    """What kind of answer the question wants: "date", "number", "person" or None."""
+    """What kind of answer the question wants: "date", "money", "number", "person" or None."""
     if _DATE_Q.search(question):
         return "date"
+    if _MONEY_Q.search(question):
+        return "money"
     if _NUMBER_Q.search(question):
         return "number"
     if _PERSON_Q.search(question):
@@ -227,6 +236,8 @@ _NUMBER_WORDS = re.compile(
 def has_type(text: str, kind: str) -> bool:
     if kind == "date":
         return bool(_DATE.search(text))
+    if kind == "money":
+        return bool(_MONEY.search(text))
     if kind == "number":
         undated = _DATE_EXPRESSION.sub(" ", text)
         return any(ch.isdigit() for ch in undated) or bool(_NUMBER_WORDS.search(undated))
@@ -350,6 +361,10 @@ class ExtractiveReader:
         if missing:
             return ReadResult(IDK, True, [], signals, f"the passages do not mention {', '.join(missing)}")
         units = units[: self.max_units]
+        if expected_type(question) == "money" and not any(
+            answers_type(piece, "money", question) for unit in units for piece in segments(unit.text)
+        ):  # "What is the 2031 budget?" over sentences that give no amount
+            return ReadResult(IDK, True, [], signals, "the passages give no amount of money")
         found, seen = self._best_reading(question, units)
         signals.update(
             answer_logprob=found.mean_logprob,

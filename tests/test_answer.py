@@ -277,3 +277,15 @@ def test_key_terms_match_across_accents_hyphens_and_ordinals():
 def test_a_number_word_answers_how_many():
     assert answers_type("two", "number", "How many customaries does Norman law have?")
     assert not answers_type("the customaries", "number", "How many customaries does Norman law have?")
+
+
+def test_a_money_question_is_answered_by_an_amount_or_not_at_all():
+    question = "What is the 2031 budget for project KESTREL-7?"
+    assert expected_type(question) == "money" and expected_type("How long is fully paid parental leave?") != "money"
+    assert answers_type("NOK 12.5 million", "money", question) and not answers_type("6 metres deep", "money", question)
+    tank = [result(1, "news.md", "The calibration tank in lab B2 is back in service and is 6 metres deep.", 0.7)]
+    generator = ScriptedExtractor("6 metres deep")
+    answer = answer_question(
+        EmbeddingRetriever(tank), generator, "What is the budget of the calibration tank in lab B2?"
+    )
+    assert answer.abstained and "no amount of money" in answer.reason and generator.prompts == []
