@@ -19,7 +19,6 @@ index on the SQuAD questions. The baseline is float32, whatever the machine woul
 from __future__ import annotations
 
 import copy
-import os
 import time
 from pathlib import Path
 
@@ -105,7 +104,7 @@ def _recall_at_10(doc_ref, q_ref, doc_new, q_new) -> float:
 def run(squad_json: Path, quick: bool = False, log=print) -> dict:
     import torch
 
-    from ingest.embedding import DTYPE_ENV, load_embedder
+    from ingest.embedding import load_embedder
 
     peak = matmul_gflops(repeats=3 if quick else 5)
     peak_bf16 = matmul_gflops(repeats=3 if quick else 5, dtype="bfloat16")
@@ -114,15 +113,7 @@ def run(squad_json: Path, quick: bool = False, log=print) -> dict:
     texts, questions = squad_chunks(squad_json, limit=100 if quick else None)
     if quick:
         texts = texts[:96]
-    forced = os.environ.get(DTYPE_ENV)
-    os.environ[DTYPE_ENV] = "float32"  # the reference vectors and the baseline are float32
-    try:
-        embedder = load_embedder(progress=False)
-    finally:
-        if forced is None:
-            os.environ.pop(DTYPE_ENV)
-        else:
-            os.environ[DTYPE_ENV] = forced
+    embedder = load_embedder(progress=False, dtype="float32")  # the reference vectors and the baseline are float32
     model = embedder.model
     shape = model_shape(model)
     tokenizer = model.tokenizer

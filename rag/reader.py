@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from ingest.catalog import document_title
 
 from .text import contains_answer, normalise
 from .types import SearchResult
@@ -89,7 +90,7 @@ def unwrap(text: str) -> list[str]:
 
 
 def split_units(result: SearchResult, index: int) -> list[Unit]:
-    title = Path(result.source).stem.replace("-", " ").replace("_", " ")
+    title = document_title(result.source)
     context = f"{title} > {result.heading}" if getattr(result, "heading", "") else title
     units: list[Unit] = []
     header = label = ""
