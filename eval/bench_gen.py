@@ -33,20 +33,58 @@ def copy_bandwidth_gbs(mib: int = 512, repeats: int = 4) -> float:
     return 2 * src.nbytes / best / 1e9
 
 
-def _load_in_subprocess(cache_home: str | None) -> float:
-    """Seconds for ``load_generator()`` in a fresh process (with XDG_CACHE_HOME=cache_home if given)."""
-    code = (
-        "import time; t=time.perf_counter(); from rag.generation import load_generator; load_generator(); "
-        "print('LOAD_S', time.perf_counter()-t)"
-    )
+_LOAD_PARTS = """
+import time
+started = time.perf_counter()
+import torch, transformers
+from transformers import AutoModelForCausalLM
+from transformers.models.gemma3 import modeling_gemma3  # otherwise imported inside from_pretrained
+from rag.generation import load_generator
+imported = time.perf_counter()
+spans = []
+original = AutoModelForCausalLM.from_pretrained.__func__
+def timed(cls, *args, **kwargs):
+    spans.append(time.perf_counter())
+    try:
+        return original(cls, *args, **kwargs)
+    finally:
+        spans.append(time.perf_counter())
+AutoModelForCausalLM.from_pretrained = classmethod(timed)
+load_generator()
+done = time.perf_counter()
+print("LOAD_S", done - started, imported - started, spans[0] - imported, spans[1] - spans[0], done - spans[1])
+"""
+
+
+def _load_in_subprocess(cache_home: str | None) -> dict:
+    """Seconds for ``load_generator()`` in a fresh process (with XDG_CACHE_HOME=cache_home if given), in parts.
+
+    ``imports``: torch, transformers and the Gemma 3 modeling code (which ``from_pretrained`` would import itself);
+    ``tokenizer``: everything before the weights (mostly the tokenizer); ``weights``: ``from_pretrained``; ``rest``:
+    the model's ``.to(device).eval()``, the generator and, on a cold or first bf16 load, writing the bf16 copy.
+    """
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     if cache_home:
         env["XDG_CACHE_HOME"] = cache_home
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run([sys.executable, "-c", _LOAD_PARTS], capture_output=True, text=True, env=env, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("LOAD_S"):
-            return float(line.split()[1])
+            total, imports, tokenizer, weights, rest = map(float, line.split()[1:])
+            return {
+                "total_s": total,
+                "imports_s": imports,
+                "tokenizer_s": tokenizer,
+                "weights_s": weights,
+                "rest_s": rest,
+            }
     raise RuntimeError(f"generator load failed: {done.stderr.strip().splitlines()[-1:]}")
+
+
+def _parts(load: dict) -> str:
+    return (
+        f"{load['total_s']:.1f} s (imports {load['imports_s']:.2f}, tokenizer {load['tokenizer_s']:.2f}, "
+        f"weights {load['weights_s']:.2f}, rest {load['rest_s']:.2f})"
+    )
 
 
 def decode_speed(generator, prompt: str, new_tokens: int = 32) -> dict:
@@ -110,12 +148,16 @@ def run(corpus: Path | None, qa_file: Path | None, quick: bool = False, cold: bo
     result: dict = {"threads": torch.get_num_threads()}
     if cold:
         with tempfile.TemporaryDirectory(prefix="bench-cold-") as cache_home:
-            result["load_cold_s"] = _load_in_subprocess(cache_home)
-            log(f"  cold load (GGUF -> safetensors): {result['load_cold_s']:.1f} s")
+            cold_load = _load_in_subprocess(cache_home)
+            result["load_cold_s"] = cold_load["total_s"]
+            log(f"  cold load (GGUF -> safetensors): {_parts(cold_load)}")
     if not quick:
         _load_in_subprocess(None)  # make sure the cache exists (and is in the page cache) before timing
-    result["load_cached_s"] = _load_in_subprocess(None)
-    log(f"  cached load (fresh process): {result['load_cached_s']:.1f} s")
+    runs = [_load_in_subprocess(None) for _ in range(1 if quick else 3)]
+    cached = {key: float(np.median([run[key] for run in runs])) for key in runs[0]}  # median of each part
+    result["load_cached_s"] = cached["total_s"]
+    result["load_cached_parts"] = cached
+    log(f"  cached load (fresh process, median of {len(runs)}): {_parts(cached)}")
 
     from rag.generation import load_generator
 

@@ -1,3 +1,4 @@
+import json
 import time
 
 import numpy as np
@@ -47,6 +48,90 @@ def test_bundled_gemma_reads_a_grounded_span_and_reloads_fast_from_the_cache():
 
     started = time.perf_counter()
     again = load_generator()
-    assert time.perf_counter() - started < 10  # about 1 s on an idle 2-core laptop: no second conversion
+    assert time.perf_counter() - started < 10  # 1.2 s in-process on 2 cores (no second conversion)
     found = again.extract("Colours: red, green.\nQuestion: Which colour comes first?\nAnswer:", ["red", "green"], 4)
     assert isinstance(found, Extraction) and found.text in {"red", "green", "unknown"}
+
+
+def _varied_texts(vocab: list[str], count: int = 300) -> list[str]:
+    """Plain, multilingual, whitespace-heavy and special-token text, plus random splices of vocabulary entries."""
+    import random
+
+    fixed = ["", " ", "  x  ", "\n\n", "tab\there\r\n", "Hello world", "NOK 18.4 million", "Vardø, Tromsø, Ålesund",
+             "日本語のテキスト", "emoji 😀 and 👨‍👩‍👧", "العربية", "\u00a0\u200b", "a" * 200, "bytes \x00\x7f \ufffd",
+             "<bos>", "<eos> <pad>x<unk>", "<mask>", "<start_of_turn>user\nhi<end_of_turn>\n", "[multimodal]",
+             "Question: In which year?\nAnswer:"]  # fmt: skip
+    rng = random.Random(7)
+    texts = list(fixed)
+    while len(texts) < count:
+        pieces = [rng.choice(vocab) if rng.random() < 0.6 else rng.choice(fixed) for _ in range(rng.randint(1, 10))]
+        texts.append(rng.choice(["", " ", "\n"]).join(pieces))
+    return texts
+
+
+@pytest.mark.slow
+def test_the_bundled_tokenizer_shortcut_builds_what_autotokenizer_builds():
+    from transformers import AutoTokenizer
+
+    from rag.generation import _bundled_tokenizer, bundled_model_dir
+
+    folder = bundled_model_dir()
+    fast = _bundled_tokenizer(folder)
+    reference = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    assert type(fast) is type(reference)
+    assert fast.backend_tokenizer.to_str() == reference.backend_tokenizer.to_str()
+    same = ["bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id", "all_special_ids", "chat_template"]
+    for attribute in [*same, "padding_side", "model_max_length", "init_kwargs", "added_tokens_encoder"]:
+        assert getattr(fast, attribute) == getattr(reference, attribute), attribute
+    assert repr(fast._special_tokens_map) == repr(reference._special_tokens_map)
+    assert len(fast) == len(reference) and fast.get_vocab() == reference.get_vocab()
+    texts = _varied_texts(list(reference.get_vocab()))
+    for special in (True, False):
+        ids = fast(texts, add_special_tokens=special)["input_ids"]
+        assert ids == reference(texts, add_special_tokens=special)["input_ids"]
+        for row in ids[::7]:
+            assert fast.decode(row) == reference.decode(row)
+            assert fast.decode(row, skip_special_tokens=True) == reference.decode(row, skip_special_tokens=True)
+
+
+@pytest.mark.slow
+def test_the_bf16_copy_of_the_bundled_gemma_holds_its_weights_rounded_to_bf16():
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rag.generation import BF16_COPY, bundled_model_dir, load_causal_lm
+
+    folder = bundled_model_dir()
+    model, _ = load_causal_lm(dtype="bfloat16")  # writes the copy on first need
+    assert model.dtype == torch.bfloat16 and model.name_or_path == str(folder)
+    copy = AutoModelForCausalLM.from_pretrained(str(folder / BF16_COPY), dtype=torch.bfloat16).state_dict()
+    direct = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16).state_dict()
+    assert copy.keys() == direct.keys() and all(torch.equal(copy[key], direct[key]) for key in copy)
+    assert load_causal_lm()[0].dtype == torch.float32  # LoRA training's default still reads the float32 original
+
+
+def test_added_tokens_are_read_from_the_head_of_tokenizer_json_or_not_at_all(tmp_path):
+    from rag.generation import _head_added_tokens
+
+    file = tmp_path / "tokenizer.json"
+    tokens = [
+        {"id": 0, "content": "<pad>", "special": True},
+        {"id": 1, "content": '"added_tokens": [', "special": False},
+    ]
+    file.write_text(json.dumps({"version": "1.0", "added_tokens": tokens, "model": {"vocab": {"a": 2}}}))
+    assert _head_added_tokens(file) == tokens
+    assert _head_added_tokens(file, head_bytes=60) is None  # cut off: the caller falls back to AutoTokenizer
+    file.write_text(json.dumps({"version": "1.0", "model": {}}))
+    assert _head_added_tokens(file) is None
+
+
+def test_a_bf16_copy_that_cannot_be_written_leaves_the_load_alone(tmp_path, capsys):
+    from rag.generation import BF16_COPY, _write_bf16_copy
+
+    class Unsaveable:
+        def save_pretrained(self, folder, **_):
+            raise OSError(28, "No space left on device")
+
+    _write_bf16_copy(Unsaveable(), tmp_path)
+    assert not (tmp_path / BF16_COPY).exists() and list(tmp_path.iterdir()) == []
+    assert "No space left" in capsys.readouterr().err
