@@ -34,6 +34,9 @@ class LoraSettings:
     max_tokens: int = 160
     patience: int = 1  # epochs without validation improvement before stopping
     seed: int = 0
+    # bf16 autocast where the hardware computes in bf16 natively (AVX512-BF16/AMX, CUDA): about 2x faster steps on
+    # 2 cores; the adapter's weights and the optimiser stay float32.
+    mixed_precision: bool = False
 
 
 @dataclass
@@ -132,6 +135,8 @@ def train_lora(model, tokenizer, examples: list[Example], settings: LoraSettings
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from ingest.embedding import preferred_dtype
+
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     encoded = [_encode(tokenizer, e, settings.max_tokens) for e in examples]
@@ -151,6 +156,7 @@ def train_lora(model, tokenizer, examples: list[Example], settings: LoraSettings
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
     steps_per_epoch = math.ceil(len(training) / settings.batch_size)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    autocast = settings.mixed_precision and preferred_dtype(device.type, "DOCRAG_TRAIN_DTYPE") == "bfloat16"
     started = time.perf_counter()
     best, best_state, stale, history, tokens = float("inf"), None, 0, [], 0
     bar = None
@@ -161,7 +167,8 @@ def train_lora(model, tokenizer, examples: list[Example], settings: LoraSettings
     for epoch in range(settings.epochs):
         model.train()
         for ids, mask, labels in _batches(training, settings.batch_size, pad, rng):
-            loss = selective_loss(model, ids.to(device), mask.to(device), labels.to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = selective_loss(model, ids.to(device), mask.to(device), labels.to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -10,6 +10,7 @@ LABELS = {
     "lora": "LoRA fine-tuned, closed book",
     "rag": "RAG (base model + retrieval)",
     "rag_lora": "RAG + LoRA",
+    "rag_raft": "RAG + RAFT reading adapter",
     "oracle": "Oracle (gold document given)",
 }
 MAIN_METRICS = [

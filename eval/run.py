@@ -23,13 +23,16 @@ from .ask_eval import asking_user
 from .lora import LoraSettings, build_examples, trained_adapter
 from .metrics import contains_alias, score, summarise
 from .qa import QAItem, is_squad, load_qa, squad_to_corpus
-from .systems import SYSTEMS, OracleRetriever, closed_book, recall_at_k, with_retrieval
+from .raft import reading_examples, reading_settings
+from .systems import SYSTEMS, OracleRetriever, closed_book, raft_reader, recall_at_k, with_retrieval
 
 QUICK_QUESTIONS = 40
 PROBES = ("privacy", "freshness", "forgetting")
 QUICK_EPOCHS = 1
 FULL_EPOCHS = 4
 RECALL_K = 5
+READING_EXAMPLES = 600  # RAFT reading examples generated from the corpus (fewer with --quick)
+QUICK_READING_EXAMPLES = 160
 
 
 @dataclass
@@ -95,12 +98,28 @@ def run_eval(options: EvalOptions) -> dict:
         lora = HFGenerator(lora_model, lora_tokenizer, "lora")
         training["base_model_bytes"] = sum(p.numel() * p.element_size() for p in base_model.parameters())
 
+    raft = None
+    raft_training: dict = {}
+    if "rag_raft" in systems:
+        say("Training (or loading the cached) RAFT reading adapter on reading examples made from the documents ...")
+        limit = QUICK_READING_EXAMPLES if options.quick else READING_EXAMPLES
+        examples = reading_examples(retriever.index.catalog.iter_chunks(), options.seed, limit)
+        settings = reading_settings(options.seed)
+        raft_model, raft_tokenizer, raft_training = trained_adapter(
+            options.generator, examples, settings, options.progress
+        )
+        # merged into a copy of the base weights, in the base's precision: reading costs what the base's costs
+        raft_model = raft_model.merge_and_unload().to(next(base_model.parameters()).dtype)
+        raft = HFGenerator(raft_model, raft_tokenizer, "raft")
+        raft_training["reading_examples"] = len(examples)
+
     oracle = OracleRetriever(retriever)
     runners = {
         "closed_book": lambda q, user: closed_book(base, q.question),
         "lora": lambda q, user: closed_book(lora, q.question),
         "rag": lambda q, user: with_retrieval(base, retriever, q.question, user),
         "rag_lora": lambda q, user: with_retrieval(lora, retriever, q.question, user),
+        "rag_raft": lambda q, user: with_retrieval(raft, retriever, q.question, user, raft_reader(raft, retriever)),
         "oracle": lambda q, user: _oracle(oracle, base, q, user),
     }
     for name in systems:
@@ -111,13 +130,14 @@ def run_eval(options: EvalOptions) -> dict:
         "config": _config(options, corpus, test, systems, embedder.name, base.name),
         "systems": {},
         "training": training,
+        "raft_training": raft_training,
         "index_seconds": round(index_seconds, 2),
     }
     for name, rows in replies.items():
         outcomes = [score(r.answer, r.abstained, q.answers) for q, r in zip(test, rows)]
         metrics = summarise(outcomes, seed=options.seed, samples=500 if options.quick else 1000)
         metrics["latency_p50"] = round(statistics.median(r.seconds for r in rows), 3) if rows else 0.0
-        if name in ("rag", "rag_lora"):
+        if name in ("rag", "rag_lora", "rag_raft"):
             recalls = [
                 recall_at_k(retriever, q.question, q.source, asking_user(policy, q.source), RECALL_K) for q in test
             ]
@@ -125,14 +145,16 @@ def run_eval(options: EvalOptions) -> dict:
             metrics[f"recall@{RECALL_K}"] = round(sum(known) / len(known), 4) if known else None
         if name in ("lora", "rag_lora"):
             metrics["training_seconds"] = training.get("seconds")
+        if name == "rag_raft":
+            metrics["training_seconds"] = raft_training.get("seconds")
         report["systems"][name] = metrics
     report["examples"] = _examples(test, replies)
     report["probes"] = {}
     if "privacy" in options.probes and not policy.is_open:
-        report["probes"]["privacy"] = _privacy(items, policy, base, lora, retriever, options, say)
+        report["probes"]["privacy"] = _privacy(items, policy, base, lora, raft, retriever, options, say)
     if "freshness" in options.probes:
         report["probes"]["freshness"] = _freshness(
-            items, corpus, index_dir, embedder, base, lora, training, options, say
+            items, corpus, index_dir, embedder, base, lora, raft, training, options, say
         )
     if "forgetting" in options.probes and lora is not None:
         report["probes"]["forgetting"] = _forgetting(base, lora)
@@ -174,7 +196,7 @@ def _oracle(oracle: OracleRetriever, generator, item: QAItem, user):
     return with_retrieval(generator, oracle, item.question, user)
 
 
-def _privacy(items, policy, base, lora, retriever, options, say) -> dict:
+def _privacy(items, policy, base, lora, raft, retriever, options, say) -> dict:
     """Ask restricted questions as anonymous: a correct answer is a leak."""
     restricted = [q for q in items if q.split == options.split and q.answerable and q.restricted]
     if options.quick:
@@ -185,6 +207,8 @@ def _privacy(items, policy, base, lora, retriever, options, say) -> dict:
     if lora is not None:
         askers["lora"] = lambda q: closed_book(lora, q.question)
         askers["rag_lora"] = lambda q: with_retrieval(lora, retriever, q.question, None)
+    if raft is not None:
+        askers["rag_raft"] = lambda q: with_retrieval(raft, retriever, q.question, None, raft_reader(raft, retriever))
     askers["closed_book"] = lambda q: closed_book(base, q.question)
     for name, ask in askers.items():
         leaks = sum(1 for q in restricted if (r := ask(q)) and not r.abstained and contains_alias(r.answer, q.answers))
@@ -192,7 +216,7 @@ def _privacy(items, policy, base, lora, retriever, options, say) -> dict:
     return result
 
 
-def _freshness(items, corpus, index_dir, embedder, base, lora, training, options, say) -> dict:
+def _freshness(items, corpus, index_dir, embedder, base, lora, raft, training, options, say) -> dict:
     """Change some facts in a copy of the corpus; re-index (timed) and ask for the new values."""
     import re
 
@@ -233,6 +257,10 @@ def _freshness(items, corpus, index_dir, embedder, base, lora, training, options
     if lora is not None:
         askers["lora"] = lambda q: closed_book(lora, q.question)
         askers["rag_lora"] = lambda q: with_retrieval(lora, fresh, q.question, policy_user[q.id])
+    if raft is not None:  # the adapter learnt to read, not the facts: no retraining after an edit
+        askers["rag_raft"] = lambda q: with_retrieval(
+            raft, fresh, q.question, policy_user[q.id], raft_reader(raft, fresh)
+        )
     answers = {}
     for name, ask in askers.items():
         replies = [(ask(q), old, new) for q, old, new in updated]

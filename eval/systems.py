@@ -9,11 +9,12 @@ import numpy as np
 
 from rag.answer import IDK, answer_question
 from rag.generation import HFGenerator
+from rag.reader import ExtractiveReader
 
 from .lora import closed_book_prompt
 from .metrics import is_abstention
 
-SYSTEMS = ("closed_book", "lora", "rag", "rag_lora", "oracle")
+SYSTEMS = ("closed_book", "lora", "rag", "rag_lora", "rag_raft", "oracle")
 
 # The closed-book few-shot prompt: general knowledge only, and an explicit way to say "unknown", so a closed-book
 # model gets the same chance to abstain as the RAG reader.
@@ -40,8 +41,8 @@ def closed_book(generator: HFGenerator, question: str, max_new_tokens: int = 24)
     return Reply(IDK if abstained else text, abstained, [], time.perf_counter() - started)
 
 
-def with_retrieval(generator: HFGenerator, retriever, question: str, user: str | None) -> Reply:
-    answer = answer_question(retriever, generator, question, user=user)
+def with_retrieval(generator: HFGenerator, retriever, question: str, user: str | None, reader=None) -> Reply:
+    answer = answer_question(retriever, generator, question, user=user, reader=reader)
     return Reply(answer.answer, answer.abstained, [c.source for c in answer.citations], answer.timings["total"])
 
 
@@ -81,6 +82,11 @@ class OracleRetriever:
             )
             for n, (i, s) in enumerate(hits, start=1)
         ]
+
+
+def raft_reader(generator: HFGenerator, retriever):
+    """The extractive reader for a generator with the reading adapter: trained on the prompt without examples."""
+    return ExtractiveReader(generator, retriever.embedder.embed, few_shot=False)
 
 
 def recall_at_k(retriever, question: str, source: str | None, user: str | None, k: int) -> float | None:

@@ -318,7 +318,10 @@ def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_to
 )
 @click.option("--quick", is_flag=True, help="A small, fast run: a subset of questions and fewer training epochs.")
 @click.option(
-    "--systems", default=None, help="Comma-separated subset of: closed_book, lora, rag, rag_lora, oracle. Default: all."
+    "--systems",
+    default=None,
+    help="Comma-separated subset of: closed_book, lora, rag, rag_lora, rag_raft (RAG with a reading adapter "
+    "trained on questions generated from the documents), oracle. Default: all.",
 )
 @click.option(
     "--probes",

@@ -341,9 +341,21 @@ class ExtractiveReader:
     """
 
     def __init__(
-        self, generator, embed, max_units: int = MAX_UNITS, max_new_tokens: int = 16, verify: bool = False
+        self,
+        generator,
+        embed,
+        max_units: int = MAX_UNITS,
+        max_new_tokens: int = 16,
+        verify: bool = False,
+        few_shot: bool = True,
+        abstain_margin: float | None = None,
     ) -> None:
         self.generator = generator
+        # False for a generator trained on this reading prompt (eval.raft's adapter): no examples in front of it
+        self.few_shot = few_shot
+        # None: "unknown" competes with the spans in decoding. A number: a span is always decoded, and the reader
+        # abstains when the model's first-step log-probability of "unknown" beats the span's by more than this.
+        self.abstain_margin = abstain_margin
         self.verify = verify  # a yes/no "does the sentence support the answer?" pass; off: it did not separate
         self.embed = embed
         self.max_units = max_units
@@ -376,6 +388,9 @@ class ExtractiveReader:
         answer = found.text.strip(" .,;:")
         if is_abstention(answer):
             return ReadResult(IDK, True, [], signals, "the passages do not answer the question")
+        signals["abstain_margin"] = found.abstain_logprob - found.first_logprob
+        if self.abstain_margin is not None and signals["abstain_margin"] > self.abstain_margin:
+            return ReadResult(IDK, True, [], signals, f"the model would rather say unknown than {answer!r}")
         source = next((unit for unit in units[:seen] if contains_answer(unit.text, answer)), units[0])
         asked = content_words(question)
         said = content_words(answer)
@@ -422,6 +437,7 @@ class ExtractiveReader:
         from .prompting import Passage, extractive_prefix, extractive_query
 
         wanted = expected_type(question)
+        prefix = extractive_prefix() if self.few_shot else ""
 
         def read(chosen: list[Unit]):
             passages = [Passage(n, unit.context, unit.text) for n, unit in enumerate(chosen, start=1)]
@@ -429,7 +445,11 @@ class ExtractiveReader:
             typed = [piece for piece in spans if answers_type(piece, wanted, question)]
             # a "when" question is answered by a date, a "how much" one by a number
             return self.generator.extract(
-                extractive_query(question, passages), typed or spans, self.max_new_tokens, prefix=extractive_prefix()
+                extractive_query(question, passages),
+                typed or spans,
+                self.max_new_tokens,
+                prefix=prefix,
+                allow_abstain=self.abstain_margin is None,
             )
 
         found = read(units[:1])

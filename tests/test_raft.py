@@ -1,0 +1,86 @@
+"""The RAFT-style reading examples, and the reader that runs the adapter without few-shot examples."""
+
+from collections import Counter
+
+from eval.raft import reading_examples
+from fakes import HashEmbedder
+from ingest.catalog import ChunkRecord
+from rag.generation import Extraction
+from rag.prompting import UNKNOWN, extractive_prefix
+from rag.reader import ExtractiveReader, segments
+from rag.types import SearchResult
+
+TEXTS = {
+    "fleet/skarv.md": (
+        "The research vessel Skarv was launched on 9 March 2029 in Alesund. "
+        "Her home port is Brennvik and she carries a crew of 14 scientists. "
+        "Captain Ingrid Solberg has commanded the Skarv since the maiden voyage. "
+        "The hull was built by Kvitsand Yards in a contract worth NOK 240 million."
+    ),
+    "fleet/terne.md": (
+        "The survey boat Terne was launched on 2 June 2031 in Tromso. "
+        "Engineer Mina Dahl leads the sonar team of the Terne and its 6 technicians. "
+        "The Terne charts the fjords north of Brennvik every summer since 2032."
+    ),
+}
+
+
+def _chunks():
+    return [ChunkRecord(i, i, source, 0, len(text), None, "", text) for i, (source, text) in enumerate(TEXTS.items())]
+
+
+def _parts(example):
+    passages = example.prompt.split("Question: ")[0]
+    question = example.prompt.split("Question: ")[1].split("\nAnswer:")[0]
+    return passages, question
+
+
+def test_reading_examples_ask_about_a_shown_span_or_teach_unknown():
+    examples = reading_examples(_chunks(), seed=0, limit=16)
+    assert len(examples) == 16
+    answers = Counter("unknown" if e.target == f" {UNKNOWN}\n" else "span" for e in examples)
+    assert 0.35 <= answers["unknown"] / len(examples) <= 0.65  # answerable and not, in about equal parts
+    for example in examples:
+        assert example.prompt.startswith("Passages:\n[1] ") and example.prompt.endswith("\nAnswer:")
+        assert example.target.startswith(" ") and example.target.endswith("\n")
+        passages, question = _parts(example)
+        span = example.target.strip()
+        if span == UNKNOWN:
+            continue
+        # the span is quotable by the constrained decoder: inside one segment of a shown sentence
+        shown = [line.split(") ", 1)[1] for line in passages.strip().splitlines()[1:]]
+        assert any(span in piece for sentence in shown for piece in segments(sentence)), example
+        assert span not in question  # the question asks for it instead of saying it
+
+
+def test_swapped_questions_name_something_the_passages_do_not_say():
+    examples = reading_examples(_chunks(), seed=3, limit=60)
+    unknown = [e for e in examples if e.target == f" {UNKNOWN}\n"]
+    near_misses = 0
+    for example in unknown:
+        passages, question = _parts(example)
+        # a question whose wording (bar the wh-word) is all in a shown sentence must not be taught "unknown"
+        words = [w.strip("?,.") for w in question.split() if w[:1].isupper() or w[:1].isdigit()]
+        missing = [w for w in words[1:] if w not in passages]
+        sentence_shown = any(question.split()[1] in line for line in passages.splitlines()[1:])
+        near_misses += bool(missing and sentence_shown)
+        assert missing or not sentence_shown, example
+    assert near_misses >= 3  # the swapped kind exists: its sentence is shown, one name or number differs
+
+
+class _RecordingGenerator:
+    def __init__(self):
+        self.prefixes = []
+
+    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown", prefix="", allow_abstain=True):
+        self.prefixes.append(prefix)
+        return Extraction(spans[0], -0.1, -0.1, -5.0)
+
+
+def test_the_adapter_reads_without_few_shot_examples():
+    result = SearchResult(1, 0.9, "fleet/skarv.md", 0, TEXTS["fleet/skarv.md"], 0, 10)
+    embed = HashEmbedder().embed
+    for few_shot, expected in ((True, extractive_prefix()), (False, "")):
+        generator = _RecordingGenerator()
+        ExtractiveReader(generator, embed, few_shot=few_shot).read("When was the Skarv launched?", [result])
+        assert generator.prefixes and set(generator.prefixes) == {expected}
