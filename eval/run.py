@@ -32,7 +32,7 @@ QUICK_EPOCHS = 1
 FULL_EPOCHS = 4
 RECALL_K = 5
 READING_EXAMPLES = 600  # RAFT reading examples generated from the corpus (fewer with --quick)
-QUICK_READING_EXAMPLES = 160
+QUICK_READING_EXAMPLES = 120
 
 
 @dataclass

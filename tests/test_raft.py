@@ -39,7 +39,7 @@ def test_reading_examples_ask_about_a_shown_span_or_teach_unknown():
     examples = reading_examples(_chunks(), seed=0, limit=16)
     assert len(examples) == 16
     answers = Counter("unknown" if e.target == f" {UNKNOWN}\n" else "span" for e in examples)
-    assert 0.35 <= answers["unknown"] / len(examples) <= 0.65  # answerable and not, in about equal parts
+    assert 0.15 <= answers["unknown"] / len(examples) <= 0.45  # mostly answerable (eval.raft.SHARES: 0.3 not)
     for example in examples:
         assert example.prompt.startswith("Passages:\n[1] ") and example.prompt.endswith("\nAnswer:")
         assert example.target.startswith(" ") and example.target.endswith("\n")
@@ -59,12 +59,15 @@ def test_swapped_questions_name_something_the_passages_do_not_say():
     near_misses = 0
     for example in unknown:
         passages, question = _parts(example)
-        # a question whose wording (bar the wh-word) is all in a shown sentence must not be taught "unknown"
-        words = [w.strip("?,.") for w in question.split() if w[:1].isupper() or w[:1].isdigit()]
-        missing = [w for w in words[1:] if w not in passages]
-        sentence_shown = any(question.split()[1] in line for line in passages.splitlines()[1:])
-        near_misses += bool(missing and sentence_shown)
-        assert missing or not sentence_shown, example
+        sentences = [line.split(") ", 1)[1] for line in passages.strip().splitlines()[1:]]
+        words = [w.strip("?,.") for w in question.split()[1:]]
+        closest = max(sentences, key=lambda sentence: sum(w in sentence for w in words))
+        if sum(w in closest for w in words) < 0.6 * len(words):
+            continue  # an "absent" example: the question's sentence is not shown
+        # a question whose sentence is shown is taught "unknown" only when a name or number differs from it
+        named = [w for w in words if w[:1].isupper() or w[:1].isdigit()]
+        assert any(w not in closest for w in named), example
+        near_misses += 1
     assert near_misses >= 3  # the swapped kind exists: its sentence is shown, one name or number differs
 
 
