@@ -1,4 +1,4 @@
-"""``rag eval``: closed-book, LoRA, RAG, RAG+LoRA and an oracle on one QA set, plus three probes.
+"""``rag eval``: closed-book, LoRA, RAG, RAG+LoRA, RAG+RAFT and an oracle on one QA set, plus three probes.
 
 The same base model, the same questions, the same answer scoring and greedy decoding for every system.
 """

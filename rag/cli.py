@@ -337,8 +337,8 @@ def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_to
 )
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout as well.")
 def eval_command(corpus, qa, acl, out, quick, systems, probes, generator, embedder, seed, max_questions, as_json):
-    """Compare closed-book, LoRA fine-tuning, RAG and RAG+LoRA on one QA set: accuracy, hallucination,
-    abstention, cost, privacy leaks and freshness."""
+    """Compare closed-book, LoRA fine-tuning, RAG, RAG+LoRA and RAG with a RAFT reading adapter on one QA set:
+    accuracy, hallucination, abstention, cost, privacy leaks and freshness."""
     from eval.run import EvalOptions, run_eval
 
     options = EvalOptions(
