@@ -295,10 +295,8 @@ class HFGenerator:
         max_new_tokens: int = 24,
         abstain: str = "unknown",
         prefix: str = "",
-        allow_abstain: bool = True,
     ) -> Extraction:
         """Greedy decoding restricted to a contiguous piece of one of ``spans`` (or ``abstain``), ended by a newline.
-        With ``allow_abstain`` False a span is always chosen, and ``abstain``'s log-probability is only reported.
 
         Returns the text with confidence signals under the unconstrained model: the span's mean token log-probability,
         and the first step's log-probabilities of the chosen token and of ``abstain``'s first token. A fixed
@@ -313,8 +311,6 @@ class HFGenerator:
         word_start = self._word_start_ids()
         # Candidate positions (sequence, next index) still consistent with what was generated so far.
         positions = [(s, i) for s, seq in enumerate(sequences) for i, tok in enumerate(seq) if tok in word_start]
-        if not allow_abstain:
-            positions = [(s, i) for s, i in positions if s < len(sequences) - 1]
         past = None
         if prefix:
             past = self._prefix_cache(prefix)

@@ -348,14 +348,10 @@ class ExtractiveReader:
         max_new_tokens: int = 16,
         verify: bool = False,
         few_shot: bool = True,
-        abstain_margin: float | None = None,
     ) -> None:
         self.generator = generator
         # False for a generator trained on this reading prompt (eval.raft's adapter): no examples in front of it
         self.few_shot = few_shot
-        # None: "unknown" competes with the spans in decoding. A number: a span is always decoded, and the reader
-        # abstains when the model's first-step log-probability of "unknown" beats the span's by more than this.
-        self.abstain_margin = abstain_margin
         self.verify = verify  # a yes/no "does the sentence support the answer?" pass; off: it did not separate
         self.embed = embed
         self.max_units = max_units
@@ -388,9 +384,6 @@ class ExtractiveReader:
         answer = found.text.strip(" .,;:")
         if is_abstention(answer):
             return ReadResult(IDK, True, [], signals, "the passages do not answer the question")
-        signals["abstain_margin"] = found.abstain_logprob - found.first_logprob
-        if self.abstain_margin is not None and signals["abstain_margin"] > self.abstain_margin:
-            return ReadResult(IDK, True, [], signals, f"the model would rather say unknown than {answer!r}")
         source = next((unit for unit in units[:seen] if contains_answer(unit.text, answer)), units[0])
         asked = content_words(question)
         said = content_words(answer)
@@ -449,7 +442,6 @@ class ExtractiveReader:
                 typed or spans,
                 self.max_new_tokens,
                 prefix=prefix,
-                allow_abstain=self.abstain_margin is None,
             )
 
         found = read(units[:1])

@@ -122,7 +122,7 @@ from rag.reader import answers_type, expected_type, key_terms, missing_terms, se
 class ScriptedExtractor(ScriptedGenerator):
     """Picks the first allowed span that contains ``reply`` (or "unknown"), as constrained decoding would."""
 
-    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown", prefix="", allow_abstain=True):
+    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown", prefix=""):
         self.prompts.append(prompt)
         self.spans = list(spans)
         if self.reply != abstain and not any(self.reply in s for s in spans):

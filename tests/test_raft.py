@@ -75,7 +75,7 @@ class _RecordingGenerator:
     def __init__(self):
         self.prefixes = []
 
-    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown", prefix="", allow_abstain=True):
+    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown", prefix=""):
         self.prefixes.append(prefix)
         return Extraction(spans[0], -0.1, -0.1, -5.0)
 
