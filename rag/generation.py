@@ -73,14 +73,20 @@ def bundled_model_dir() -> Path:
         staging = Path(scratch) / "out"
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        try:  # another process may have won the race; either copy is complete
-            os.replace(staging, target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(staging, target)
+        _publish(staging, target)
     _say(f"Cached at {target} ({time.perf_counter() - started:.0f} s); later loads skip this step.")
     return target
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Move a finished model folder into place in one rename. Another process may have won the race (either copy is
+    complete); a folder left incomplete by a killed run (no config.json) is replaced."""
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
 
 
 BF16_COPY = "bfloat16"  # subfolder of the bundled model's cache dir: the same weights rounded to bfloat16
@@ -93,11 +99,7 @@ def _write_bf16_copy(model, folder: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="bf16-", dir=folder) as scratch:
             staging = Path(scratch) / "out"
             model.save_pretrained(staging, safe_serialization=True)
-            try:  # another process may have won the race; either copy is complete
-                os.replace(staging, target)
-            except OSError:
-                if not (target / "config.json").is_file():
-                    raise
+            _publish(staging, target)
     except Exception as err:  # noqa: BLE001 - e.g. a read-only or full cache: loads stay correct, only slower
         _say(f"Could not cache a bfloat16 copy of {DEFAULT_GENERATOR} in {folder}: {err}")
 
