@@ -22,8 +22,9 @@ import random
 import re
 from collections import defaultdict
 
+from rag.answer_types import has_type
 from rag.prompting import UNKNOWN, Passage, extractive_query
-from rag.reader import Unit, has_type, segments, split_units
+from rag.reader import Unit, segments, split_units
 
 from .lora import Example, LoraSettings
 

@@ -68,20 +68,7 @@ class OracleRetriever:
         records = index.catalog.chunks_by_id(i for i, _ in hits)
         from rag.types import SearchResult
 
-        return [
-            SearchResult(
-                n,
-                s,
-                records[i].source,
-                i,
-                records[i].text,
-                records[i].start,
-                records[i].end,
-                records[i].page,
-                records[i].heading,
-            )
-            for n, (i, s) in enumerate(hits, start=1)
-        ]
+        return [SearchResult.from_record(n, s, records[i]) for n, (i, s) in enumerate(hits, start=1)]
 
 
 def raft_reader(generator: HFGenerator, retriever):

@@ -99,6 +99,13 @@ class ChunkRecord:
     page: int | None
     heading: str
     text: str
+    lead: str = ""  # the opening of the chunk's document (see LEAD_CHARS); filled by chunks_by_id only
+
+
+# How much of a document's opening comes with each of its chunks from ``chunks_by_id``: its title and header fields
+# ("INCIDENT REPORT INC-2031-017 / Service: Harbourlink telemetry / Date: 19 February 2031"), which say what every
+# sentence further down is about. The reader checks a question's names, years and codes against it.
+LEAD_CHARS = 300
 
 
 class Catalog:
@@ -227,7 +234,8 @@ class Catalog:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._db.execute(
-            f'SELECT c.id, c.doc_id, d.source, c.start, c."end", c.page, c.heading, c.text '
+            f'SELECT c.id, c.doc_id, d.source, c.start, c."end", c.page, c.heading, c.text, '
+            f"(SELECT substr(f.text, 1, {LEAD_CHARS}) FROM chunks f WHERE f.doc_id = c.doc_id ORDER BY f.ord LIMIT 1) "
             f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
             ids,
         )

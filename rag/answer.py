@@ -4,8 +4,9 @@ The reader is pluggable (``rag.reader.Reader``): the default extractive reader p
 span of them; any other generator (an instruction-tuned model, a test fake) gets a few-shot or chat prompt with
 numbered passages and answers with citation marks. Abstention, cheapest first:
 1. nothing was retrieved, or nothing relevant enough (a score threshold; the model is not called);
-2. a name or number of the question appears in no retrieved passage (the model is not called);
-3. the model says the passages do not answer ("unknown");
+2. a name, number or code of the question appears in no retrieved passage, or (extractive reader) in no sentence's
+   surroundings without another year or code in its place (``rag.key_terms``; the model is not called);
+3. the model says the passages do not answer ("unknown"), or (extractive reader) its answer fails a check;
 4. the generative reader's answer is not found in any passage: an answer the passages don't support is not given.
 """
 

@@ -141,19 +141,7 @@ class Retriever:
             record = records.get(chunk_id)
             if record is None:  # verify() makes this impossible; never fabricate a result
                 continue
-            results.append(
-                SearchResult(
-                    rank=len(results) + 1,
-                    score=round(float(score), 6),
-                    source=record.source,
-                    chunk_id=int(chunk_id),
-                    text=record.text,
-                    start=record.start,
-                    end=record.end,
-                    page=record.page,
-                    heading=record.heading,
-                )
-            )
+            results.append(SearchResult.from_record(len(results) + 1, score, record))
         return results
 
     def close(self) -> None:

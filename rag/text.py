@@ -6,6 +6,12 @@ import re
 import string
 import unicodedata
 
+# Function words: not content, never key terms (the reader's word-overlap and coverage signals)
+STOPWORDS = frozenset(
+    "a an the of in on at to for by with from and or is are was were be been what which who whom whose when where "
+    "why how many much does do did this that these those it its as per into about than then there their our your "
+    "has have had can could should would will shall may must not no yes".split()
+)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _DELETE = set(string.punctuation) | {"\u2018", "\u2019"}  # as SQuAD: "12,500" -> "12500", "don't" -> "dont"
 _SPACE = {"\u201c", "\u201d", "\u2013", "\u2014", "\u2026", "\u00a0"}  # dashes and quotes separate words

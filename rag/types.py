@@ -18,9 +18,28 @@ class SearchResult:
     end: int
     page: int | None = None
     heading: str = ""  # Markdown heading path above the chunk
+    lead: str = ""  # the opening of the chunk's document (its title and header fields): reader context, not output
+
+    @classmethod
+    def from_record(cls, rank: int, score: float, record) -> SearchResult:
+        """A result for an ``ingest.catalog.ChunkRecord`` found at ``rank`` with ``score``."""
+        return cls(
+            rank=rank,
+            score=round(float(score), 6),
+            source=record.source,
+            chunk_id=int(record.id),
+            text=record.text,
+            start=record.start,
+            end=record.end,
+            page=record.page,
+            heading=record.heading,
+            lead=record.lead,
+        )
 
     def to_json(self) -> dict:
-        return asdict(self)
+        fields = asdict(self)
+        del fields["lead"]  # the document's opening is the reader's context; `rag search` shows the chunk
+        return fields
 
 
 @dataclass

@@ -115,8 +115,10 @@ def test_fit_passages_trims_passages_never_the_question():
 # --- the extractive reader, with a scripted span-choosing generator ---------------------------------------------
 
 from fakes import HashEmbedder  # noqa: E402
+from rag.answer_types import answers_type, expected_type  # noqa: E402
 from rag.generation import Extraction  # noqa: E402
-from rag.reader import answers_type, expected_type, key_terms, missing_terms, segments  # noqa: E402
+from rag.key_terms import key_terms, missing_terms  # noqa: E402
+from rag.reader import segments  # noqa: E402
 
 
 class ScriptedExtractor(ScriptedGenerator):
@@ -196,6 +198,63 @@ def test_a_name_no_passage_mentions_abstains_without_the_model():
     generator = ScriptedExtractor("NOK 18.4 million")
     answer = answer_question(EmbeddingRetriever(PASSAGES), generator, "What is the 2031 fleet budget in Copenhagen?")
     assert answer.abstained and "copenhagen" in answer.reason and generator.prompts == []
+
+
+def test_a_sentence_about_another_year_is_not_read():
+    # 2032 is in the passages, but the only sentence with an amount is about 2031: nothing answers, the model is
+    # not asked. Asked about 2031, the same sentence answers.
+    passages = [
+        result(1, "budget/2031.txt", "The 2031 fleet budget is NOK 18.4 million.", 0.7),
+        result(2, "budget/plans.txt", "The fleet plan for 2032 adds a second survey drone.", 0.6),
+    ]
+    generator = ScriptedExtractor("NOK 18.4 million")
+    answer = answer_question(EmbeddingRetriever(passages), generator, "What is the 2032 fleet budget?")
+    assert answer.abstained and generator.prompts == []
+    answer = answer_question(EmbeddingRetriever(passages), generator, "What is the 2031 fleet budget?")
+    assert not answer.abstained and answer.answer == "NOK 18.4 million"
+
+
+def test_an_answer_whose_own_clause_names_another_year_is_an_abstention():
+    # The minutes are dated 2031, so the sentence is read for a 2031 question; its answer is given for 2030.
+    text = "The board proposes a dividend of NOK 3.10 per share for 2030."
+    minutes = SearchResult(1, 0.7, "board/minutes.md", 9, text, 0, len(text), heading="Board minutes, 18 March 2031")
+    generator = ScriptedExtractor("NOK 3.10")
+    answer = answer_question(EmbeddingRetriever([minutes]), generator, "What is the dividend per share for 2031?")
+    assert answer.abstained and "2030, not 2031" in answer.reason and len(generator.prompts) == 1
+    answer = answer_question(EmbeddingRetriever([minutes]), generator, "What dividend per share is proposed for 2030?")
+    assert not answer.abstained and answer.answer == "NOK 3.10"
+
+
+def test_a_contract_number_question_is_not_answered_by_a_count():
+    passages = [result(1, "sales/pipeline.md", "Nordhavn Aquaculture orders 120 TideSense T7 gauges.", 0.7)]
+    question = "What is the contract number with Nordhavn Aquaculture?"
+    answer = answer_question(EmbeddingRetriever(passages), ScriptedExtractor("120"), question)
+    assert answer.abstained and "'120' is no number or code" in answer.reason
+    passages = [result(1, "finance/contracts.txt", "Nordhavn Aquaculture: contract number NA-5520.", 0.7)]
+    answer = answer_question(EmbeddingRetriever(passages), ScriptedExtractor("NA-5520"), question)
+    assert not answer.abstained and answer.answer == "NA-5520"
+
+
+def test_a_table_row_for_another_city_does_not_answer():
+    # Trondheim is in the retrieved chunk, but not in any row of the per diem table: no answer, even though the
+    # rows look like one. The same table answers for a city it lists.
+    text = "| City | Per diem |\n|---|---|\n| Oslo | NOK 780 |\n| Bergen | NOK 720 |\n\nRail is preferred to Trondheim."
+    passages = [result(1, "travel-policy.md", text, 0.7)]
+    answer = answer_question(EmbeddingRetriever(passages), ScriptedExtractor("NOK 780"), "Per diem for Trondheim?")
+    assert answer.abstained and answer.answer == IDK
+    answer = answer_question(EmbeddingRetriever(passages), ScriptedExtractor("NOK 720"), "Per diem for Bergen?")
+    assert not answer.abstained and answer.answer == "NOK 720"
+
+
+def test_the_documents_opening_names_what_its_sentences_are_about():
+    sentence = "Readings from 187 stations arrived late."
+    question = "How many Harbourlink stations delivered readings late?"
+    bare = SearchResult(1, 0.7, "incident.txt", 5, sentence, 900, 940)
+    headed = SearchResult(1, 0.7, "incident.txt", 5, sentence, 900, 940, lead="Service: Harbourlink telemetry")
+    for passage, answered in ((headed, True), (bare, False)):
+        retriever = EmbeddingRetriever([passage, result(2, "status.txt", "Harbourlink status page notice.")])
+        answer = answer_question(retriever, ScriptedExtractor("187 stations"), question)
+        assert answer.abstained != answered and (answer.answer == "187 stations") == answered
 
 
 def test_off_topic_question_abstains_without_the_model():

@@ -57,6 +57,7 @@ def test_search_json_contract_and_default_index_dir(folder, tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     [hit] = json.loads(result.stdout)["results"]
     assert set(hit) >= {"rank", "score", "source", "chunk_id", "text", "start", "end"}
+    assert "lead" not in hit  # the document's opening is the reader's context, not search output
     assert hit["source"] == "team/roster.txt" and hit["rank"] == 1
 
 

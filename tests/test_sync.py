@@ -193,3 +193,19 @@ def test_killed_between_faiss_write_and_catalog_commit_keeps_previous_index(fold
     top = Retriever(index_dir, embedder=embedder).search("wombat Tasmania", k=1)[0]
     assert "wombat" in top.text
     assert not list(index_dir.glob("*.tmp"))
+
+
+def test_every_hit_carries_its_documents_opening(tmp_path):
+    docs = tmp_path / "docs"
+    header = "INCIDENT REPORT INC-7\n\nService: Harbourlink telemetry\nDate: 19 February 2031\n\n"
+    body = "".join(
+        f"Step {n}: the gateway node {n} was restarted and checked by the on-call engineer.\n" for n in range(60)
+    )
+    write(docs, "incident.txt", header + body + "Readings from 187 stations arrived late.")
+    index_folder(docs, tmp_path / "idx", HashEmbedder())
+    retriever = Retriever(tmp_path / "idx", embedder=HashEmbedder())
+    results = retriever.search("How many stations delivered readings late?", k=20)
+    last = next(r for r in results if "187 stations" in r.text)
+    assert "Harbourlink" not in last.text  # the subject is named only at the top of the document...
+    assert last.lead.startswith("INCIDENT REPORT INC-7") and "Harbourlink" in last.lead  # ...which comes along
+    assert all(r.lead == last.lead for r in results)

@@ -1,0 +1,118 @@
+"""What a question names, and whether a passage names the same thing. Pure functions over text.
+
+A small reader answers a near-miss question as readily as a real one: asked for the per diem in Trondheim, it reads
+off Oslo's row; asked for the 2032 budget, the 2031 one. These checks catch that before the model is asked:
+
+- ``missing_terms``: a name, number, code or quarter of the question that no retrieved passage mentions. Nothing
+  the user may read answers "What is the unit price of the TideSense T8?" if no passage says "T8".
+- ``uncovered_terms``: the same check against one sentence in its context (heading, previous sentence, document
+  path and the document's opening). "Rail is preferred between Brennvik and Trondheim" puts Trondheim in the
+  travel policy, but not in its table of per diems.
+- ``conflicts``: the question asks for one year, quarter, weekday or product code and the sentence names another
+  one instead ("a dividend of NOK 3.10 per share for 2030" does not answer a question about 2031).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .text import STOPWORDS, normalise
+
+_NAME = re.compile(r"\b[A-Z][a-z\u00e0-\u024f][\w\u00c0-\u024f]{2,}")  # "Copenhagen", not "HTI", "Q1" or "EV"
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th)?")  # "10th" whole: the text says "10th century", not "10"
+# A code: letters and digits in one word, parts joined by hyphens ("T8", "W2", "KESTREL-7", "INC-2031-017",
+# "NO-345871"). Codes must match exactly: "KESTREL-8" is not "KESTREL-7", though every other word agrees.
+_CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[^\W_]+(?:-[^\W_]+)*(?![\w-])")
+_ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)|[qQ][1-4]", re.I)  # "10th" is a number, "Q2" a quarter: not codes
+_QUARTER = re.compile(r"\b(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+quarter\b|\bq([1-4])\b", re.I)
+_QUARTER_NUMBER = {"first": 1, "second": 2, "third": 3, "fourth": 4, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4}
+_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
+_WEEKDAY = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?\b", re.I)
+
+
+def key_terms(question: str) -> list[str]:
+    """Names and numbers of the question: capitalised words of 4+ letters after the first word (acronyms are
+    skipped: they are often spelled out in the text) and numbers of 2+ digits ("2029", the 120 of "120-unit")."""
+    words = question.split()
+    rest = " ".join(words[1:]) if words else ""
+    terms = [normalise(t) for t in _NAME.findall(rest)]
+    terms += [normalise(t) for t in _NUMBER.findall(question) if len(t) >= 2]
+    return [t for t in dict.fromkeys(terms) if t and t not in STOPWORDS]
+
+
+def codes(text: str) -> set[str]:
+    """The codes ``text`` names, lower case without hyphens, each with its leading parts: "T7-00120" names
+    "t700120" and the model "t7" (serial numbers start with the model)."""
+    found = set()
+    for code in _CODE.findall(text):
+        if _ORDINAL.fullmatch(code):
+            continue
+        parts = code.lower().split("-")
+        for end in range(1, len(parts) + 1):
+            head = "".join(parts[:end])
+            if any(ch.isdigit() for ch in head) and any(ch.isalpha() for ch in head):
+                found.add(head)
+    return found
+
+
+def _question_codes(question: str) -> list[str]:
+    return [code for code in _CODE.findall(question) if not _ORDINAL.fullmatch(code)]
+
+
+def quarters(text: str) -> set[int]:
+    """The quarters ``text`` names: "second quarter", "2nd-quarter" and "Q2" are all 2."""
+    return {_QUARTER_NUMBER[m.group(1).lower()] if m.group(1) else int(m.group(2)) for m in _QUARTER.finditer(text)}
+
+
+def fold(text: str) -> str:
+    """Accents off ("Hervé" ~ "Herve"), for matching a question's words against the passages' words."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+
+
+def uncovered_words(terms: list[str], text: str) -> list[str]:
+    """The normalised ``terms`` that ``text`` does not mention. Hyphenated names count both whole and by part
+    ("Saint-Clair-sur-Epte" mentions "Clair"); a shared 5-letter prefix counts ("Halvorsen's" ~ "halvorsen")."""
+    seen = set(fold(normalise(text)).split()) | set(fold(normalise(text.replace("-", " "))).split())
+    prefixes = {w[:5] for w in seen if len(w) >= 5}
+    return [t for t in terms if not all(w in seen or (len(w) >= 5 and w[:5] in prefixes) for w in fold(t).split())]
+
+
+def uncovered_terms(question: str, text: str) -> list[str]:
+    """The names, numbers, codes and quarters of ``question`` that ``text`` does not mention."""
+    missing = uncovered_words(key_terms(question), text)
+    named = codes(text)
+    missing += [code for code in _question_codes(question) if code.lower().replace("-", "") not in named]
+    missing += [f"Q{q}" for q in sorted(quarters(question) - quarters(text))]
+    return list(dict.fromkeys(missing))
+
+
+def missing_terms(question: str, results) -> list[str]:
+    """Key terms of the question that no retrieved passage mentions (in its text, source path or heading).
+
+    "What is the per diem for Copenhagen?" over a travel policy without Copenhagen: the passages cannot answer it,
+    however relevant they look."""
+    text = " ".join(f"{r.text} {r.source.replace('/', ' ')} {getattr(r, 'heading', '')}" for r in results)
+    return uncovered_terms(question, text)
+
+
+def _qualifiers(text: str) -> dict[str, set[str]]:
+    return {
+        "year": set(_YEAR.findall(text)),
+        "quarter": {f"Q{q}" for q in quarters(text)},
+        "weekday": {day.lower() for day in _WEEKDAY.findall(text)},
+        "code": codes(text),
+    }
+
+
+def conflicts(question: str, text: str) -> list[str]:
+    """What ``text`` (a sentence with its heading) says in place of the question's year, quarter, weekday or code:
+    "2030, not 2031" when the question asks about 2031 and the sentence names 2030 but not 2031. A sentence that
+    names no year at all does not conflict on years (the check for that is ``uncovered_terms``)."""
+    asked, said = _qualifiers(question), _qualifiers(text)
+    asked["code"] = {code.lower().replace("-", "") for code in _question_codes(question)}
+    found = []
+    for kind, values in asked.items():
+        if values and said[kind] and not values & said[kind]:
+            found.append(f"{', '.join(sorted(said[kind]))}, not {', '.join(sorted(values))}")
+    return found
