@@ -8,8 +8,9 @@ off Oslo's row; asked for the 2032 budget, the 2031 one. These checks catch that
 - ``uncovered_terms``: the same check against one sentence in its context (heading, previous sentence, document
   path and the document's opening). "Rail is preferred between Brennvik and Trondheim" puts Trondheim in the
   travel policy, but not in its table of per diems.
-- ``conflicts``: the question asks for one year, quarter, weekday or product code and the sentence names another
-  one instead ("a dividend of NOK 3.10 per share for 2030" does not answer a question about 2031).
+- ``conflicts``: the question asks for one year, quarter, weekday, product code or role and the sentence names
+  another one instead ("a dividend of NOK 3.10 per share for 2030" does not answer a question about 2031, "Head of
+  sales: Hana Lindqvist" not one about the head of marketing).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ _QUARTER = re.compile(r"\b(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+quart
 _QUARTER_NUMBER = {"first": 1, "second": 2, "third": 3, "fourth": 4, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4}
 _YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
 _WEEKDAY = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?\b", re.I)
+# A role and what it is for: "head of marketing", "director of sales", "product manager", "senior engineer". Asked
+# for the head of marketing, "Head of sales: Hana Lindqvist" names another head. Acronyms ("head of HR") are not
+# compared: the text may spell them out ("head of People and culture").
+_ROLE_OF = re.compile(r"\b(head|director|chief|leader)\s+of\s+(?:the\s+)?([A-Za-z][\w-]*)", re.I)
+_ROLE_AFTER = re.compile(r"\b([A-Za-z][\w-]*)\s+(manager|director|engineer|technician|controller|officer)\b", re.I)
 
 
 def key_terms(question: str) -> list[str]:
@@ -96,12 +102,24 @@ def missing_terms(question: str, results) -> list[str]:
     return uncovered_terms(question, text)
 
 
+def _roles(text: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    pairs = [(role, what) for role, what in _ROLE_OF.findall(text)]
+    pairs += [(role, what) for what, role in _ROLE_AFTER.findall(text)]
+    for role, what in pairs:
+        if what.isupper() or what.lower() in STOPWORDS:
+            continue
+        found.setdefault(f"role:{role.lower()}", set()).add(what.lower())
+    return found
+
+
 def _qualifiers(text: str) -> dict[str, set[str]]:
     return {
         "year": set(_YEAR.findall(text)),
         "quarter": {f"Q{q}" for q in quarters(text)},
         "weekday": {day.lower() for day in _WEEKDAY.findall(text)},
         "code": codes(text),
+        **_roles(text),
     }
 
 
@@ -113,6 +131,7 @@ def conflicts(question: str, text: str) -> list[str]:
     asked["code"] = {code.lower().replace("-", "") for code in _question_codes(question)}
     found = []
     for kind, values in asked.items():
-        if values and said[kind] and not values & said[kind]:
-            found.append(f"{', '.join(sorted(said[kind]))}, not {', '.join(sorted(values))}")
+        other = said.get(kind, set())
+        if values and other and not values & other:
+            found.append(f"{', '.join(sorted(other))}, not {', '.join(sorted(values))}")
     return found

@@ -43,6 +43,11 @@ def test_a_sentence_naming_another_year_quarter_weekday_or_code_conflicts():
     ]
     assert conflicts("Revenue in the second quarter?", "Revenue for the first quarter was NOK 41.3 million.")
     assert conflicts("Battery life of the Murre W2?", "KESTREL-7 > Goals: Battery life of 26 months.")
+    assert conflicts("Who is the head of marketing?", "Contact: Head of sales: Hana Lindqvist.") == [
+        "sales, not marketing"
+    ]
+    assert conflicts("Salary band for a product manager?", "| Sales manager | 700,000 |") == ["sales, not product"]
+    assert conflicts("Who is the head of HR?", "The head of People and culture is Fatima Okafor.") == []  # acronym
     # Naming the asked one as well, or naming none of the kind, is no conflict
     assert conflicts("Revenue in the first quarter of 2031?", "q1 2031 results: up on the first quarter of 2030") == []
     assert conflicts("What is the 2031 budget for training?", "| Training | NOK 2.1 million |") == []
