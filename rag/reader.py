@@ -262,9 +262,8 @@ class ExtractiveReader:
         signals["missing_terms"] = float(len(missing))
         if missing:
             return ReadResult(IDK, True, [], signals, f"the passages do not mention {', '.join(missing)}")
-        # Only sentences about what the question asks are read (see off_subject): the best of the rest is shown to
-        # the model in the place of a sentence about 2030, Oslo or the T7 when the question is about 2031,
-        # Trondheim or the T8, and when none is left there is no answer to give.
+        # Only sentences about what the question asks are read (off_subject): asked about 2031, Trondheim or the
+        # T8, a sentence about 2030, Oslo or the T7 is skipped for the next one; when none is left, nothing answers.
         mismatches = [off_subject(question, unit, results[unit.result]) for unit in units]
         eligible = [(unit, score) for unit, score, why in zip(units, relevance, mismatches) if not why]
         signals["off_subject"] = float(len(units) - len(eligible))
@@ -297,7 +296,6 @@ class ExtractiveReader:
         near = f"{source.context} {source.before} {source.text} {results[source.result].source.replace('/', ' ')}"
         words = sorted(asked)
         signals["near_coverage"] = 1 - len(uncovered_words(words, near)) / len(words) if words else 1.0
-        wanted = expected_type(question)
         signals["typed"] = -1.0 if wanted is None else float(has_type(answer, wanted))
         if signals["echo"]:  # "Who is the harbour master at Kvitsand?" -> "Kvitsand Harbour Authority"
             return ReadResult(IDK, True, [], signals, f"the only span found, {answer!r}, repeats the question")
