@@ -43,8 +43,14 @@ def key_terms(question: str) -> list[str]:
     words = question.split()
     rest = " ".join(words[1:]) if words else ""
     terms = [normalise(t) for t in _NAME.findall(rest)]
-    terms += [normalise(t) for t in _NUMBER.findall(question) if len(t) >= 2]
+    unquartered = _QUARTER.sub(" ", question)  # "2nd-quarter" is the quarter Q2 (see uncovered_terms), not "2nd"
+    terms += [normalise(t) for t in _NUMBER.findall(unquartered) if len(t) >= 2]
     return [t for t in dict.fromkeys(terms) if t and t not in STOPWORDS]
+
+
+def _is_code(word: str) -> bool:
+    """Not an ordinal or a quarter dressed as one: "10th", "Q2", "2nd-quarter" are no product codes."""
+    return not all(_ORDINAL.fullmatch(part) for part in word.split("-") if any(ch.isdigit() for ch in part))
 
 
 def codes(text: str) -> set[str]:
@@ -52,7 +58,7 @@ def codes(text: str) -> set[str]:
     "t700120" and the model "t7" (serial numbers start with the model)."""
     found = set()
     for code in _CODE.findall(text):
-        if _ORDINAL.fullmatch(code):
+        if not _is_code(code):
             continue
         parts = code.lower().split("-")
         for end in range(1, len(parts) + 1):
@@ -63,7 +69,7 @@ def codes(text: str) -> set[str]:
 
 
 def _question_codes(question: str) -> list[str]:
-    return [code for code in _CODE.findall(question) if not _ORDINAL.fullmatch(code)]
+    return [code for code in _CODE.findall(question) if _is_code(code)]
 
 
 def quarters(text: str) -> set[int]:

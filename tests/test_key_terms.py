@@ -13,7 +13,7 @@ def test_codes_match_exactly_and_name_their_leading_parts():
         "no345871",
         "b2",
     }
-    assert codes("the 10th century, Q2 2031, version 3.4.1, level -1") == set()
+    assert codes("the 10th century, Q2 2031, 2nd-quarter results, version 3.4.1, level -1") == set()
     # A code differing in one digit is another product, whatever the rest of the sentence shares with the question
     assert uncovered_terms("What is the unit price of the TideSense T8?", "TideSense T7 costs EUR 4,850") == ["T8"]
     assert uncovered_terms("Who leads KESTREL-8?", "Project KESTREL-7. Project lead: Erin Moe.") == ["KESTREL-8"]
@@ -25,6 +25,7 @@ def test_quarters_are_one_thing_however_they_are_written():
     assert quarters("Q1 2031, the second quarter, 3rd-quarter figures, First-quarter results") == {1, 2, 3}
     assert uncovered_terms("Revenue in the second quarter of 2031?", "First-quarter results 2031") == ["Q2"]
     assert uncovered_terms("Who won the Q1 2031 award?", "Tidewater Times - first quarter 2031") == []
+    assert uncovered_terms("The 2nd-quarter results?", "Results for the second quarter") == []
 
 
 def test_names_years_and_codes_are_missing_when_no_passage_mentions_them():
