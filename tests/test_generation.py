@@ -135,3 +135,37 @@ def test_a_bf16_copy_that_cannot_be_written_leaves_the_load_alone(tmp_path, caps
     _write_bf16_copy(Unsaveable(), tmp_path)
     assert not (tmp_path / BF16_COPY).exists() and list(tmp_path.iterdir()) == []
     assert "No space left" in capsys.readouterr().err
+
+
+def _tiny_bpe_file(folder, merges):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4, " b": 5, "a b": 6, "[UNK]": 7}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
+
+
+def test_merges_rewritten_as_strings_load_the_same_tokenizer(tmp_path):
+    from tokenizers import Tokenizer
+
+    from rag.generation import MERGES_MARK, _merges_as_strings
+
+    before = _tiny_bpe_file(tmp_path, [("a", "b"), ("ab", "c")])
+    merges = lambda: json.loads((tmp_path / "tokenizer.json").read_text())["model"]["merges"]  # noqa: E731
+    assert merges() == [["a", "b"], ["ab", "c"]]
+    _merges_as_strings(tmp_path)
+    assert merges() == ["a b", "ab c"] and (tmp_path / MERGES_MARK).exists()
+    after = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert after.to_str() == before.to_str()
+    assert after.encode("abc cab ab").ids == before.encode("abc cab ab").ids == [4, 2, 3, 3]
+
+
+def test_merges_with_a_space_stay_pairs(tmp_path):
+    from rag.generation import _merges_as_strings
+
+    _tiny_bpe_file(tmp_path, [("a", "b"), ("a", " b")])
+    original = (tmp_path / "tokenizer.json").read_text()
+    _merges_as_strings(tmp_path)
+    assert (tmp_path / "tokenizer.json").read_text() == original  # "a  b" could not be read back unambiguously
