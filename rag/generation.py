@@ -175,11 +175,14 @@ def _merges_as_strings(folder: Path) -> None:
         merges = spec.get("model", {}).get("merges") or []
         if merges and all(isinstance(m, list) and len(m) == 2 and " " not in m[0] + m[1] for m in merges):
             spec["model"]["merges"] = [f"{a} {b}" for a, b in merges]
-            with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, delete=False, suffix=".tmp") as out:
-                json.dump(spec, out, ensure_ascii=False)
-            os.replace(out.name, file)
+            staging = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+            try:
+                staging.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+                os.replace(staging, file)
+            finally:
+                staging.unlink(missing_ok=True)
         (folder / MERGES_MARK).touch()
-    except (OSError, ValueError) as err:  # a read-only cache: the pairs still load, only slower
+    except (OSError, ValueError) as err:  # a read-only or full cache: the pairs still load, only slower
         _say(f"Could not rewrite {file} for faster loading: {err}")
 
 
