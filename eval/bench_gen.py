@@ -161,16 +161,16 @@ def run(corpus: Path | None, qa_file: Path | None, quick: bool = False, cold: bo
             log(f"  cold load (GGUF -> safetensors): {_parts(cold_load)}")
     if not quick:
         _load_in_subprocess(None)  # make sure the cache exists (and is in the page cache) before timing
-    runs = [_load_in_subprocess(None) for _ in range(1 if quick else 3)]
-    cached = {key: float(np.median([run[key] for run in runs])) for key in runs[0]}  # median of each part
-    result["load_cached_s"] = cached["total_s"]
-    result["load_cached_parts"] = cached
-    log(f"  cached load (fresh process, median of {len(runs)}): {_parts(cached)}")
-    runs = [_load_in_subprocess(None, after_embedder=True) for _ in range(1 if quick else 3)]
-    after = {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
-    result["load_after_embedder_s"] = after["total_s"]
-    result["load_after_embedder_parts"] = after
-    log(f"  cached load after the embedder, as in `rag ask` (median of {len(runs)}): {_parts(after)}")
+    repeats = 1 if quick else 3
+    for key, after_embedder, label in (
+        ("load_cached", False, "cached load (fresh process, median of {n})"),
+        ("load_after_embedder", True, "cached load after the embedder, as in `rag ask` (median of {n})"),
+    ):
+        runs = [_load_in_subprocess(None, after_embedder) for _ in range(repeats)]
+        parts = {part: float(np.median([run[part] for run in runs])) for part in runs[0]}  # median of each part
+        result[f"{key}_s"] = parts["total_s"]
+        result[f"{key}_parts"] = parts
+        log(f"  {label.format(n=repeats)}: {_parts(parts)}")
 
     from rag.generation import load_generator
 

@@ -110,8 +110,7 @@ def missing_terms(question: str, results) -> list[str]:
 
 def _roles(text: str) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
-    pairs = [(role, what) for role, what in _ROLE_OF.findall(text)]
-    pairs += [(role, what) for what, role in _ROLE_AFTER.findall(text)]
+    pairs = _ROLE_OF.findall(text) + [(role, what) for what, role in _ROLE_AFTER.findall(text)]
     for role, what in pairs:
         if what.isupper() or what.lower() in STOPWORDS:
             continue

@@ -293,7 +293,7 @@ class ExtractiveReader:
         said = content_words(answer)
         signals["echo"] = float(bool(said) and said <= asked)
         signals["coverage"] = len(asked & content_words(f"{source.context} {source.text}")) / max(1, len(asked))
-        near = f"{source.context} {source.before} {source.text} {results[source.result].source.replace('/', ' ')}"
+        near = surroundings(source, results[source.result])
         words = sorted(asked)
         signals["near_coverage"] = 1 - len(uncovered_words(words, near)) / len(words) if words else 1.0
         signals["typed"] = -1.0 if wanted is None else float(has_type(answer, wanted))
@@ -366,6 +366,11 @@ def _has_answer_of_kind(unit: Unit, kind: str, question: str) -> bool:
 KIND_NAMES = {"money": "amount of money", "number": "number", "identifier": "number or code"}
 
 
+def surroundings(unit: Unit, result: SearchResult) -> str:
+    """A sentence with what names its subject: its heading or label, the sentence before it and its document's path."""
+    return f"{unit.context} {unit.before} {unit.text} {result.source.replace('/', ' ')}"
+
+
 def off_subject(question: str, unit: Unit, result: SearchResult) -> str:
     """Why ``unit`` is not about what ``question`` asks, or "" when it may be.
 
@@ -376,8 +381,7 @@ def off_subject(question: str, unit: Unit, result: SearchResult) -> str:
     Measured on the demo QA set (corpora/acme-qa.jsonl): on the answers the reader gave, neither check fired on a
     correct one of train (99) or dev (26), and together they caught 15 of 29 false answers to dev's unanswerable
     questions, 25 of them written for this check before it was run (see the README)."""
-    near = f"{unit.context} {unit.before} {unit.text} {result.source.replace('/', ' ')} {result.lead}"
-    missing = uncovered_terms(question, near)
+    missing = uncovered_terms(question, f"{surroundings(unit, result)} {result.lead}")
     if missing:
         return f"no passage gives an answer about {', '.join(missing)}"
     clash = conflicts(question, f"{unit.context} {unit.text}")
