@@ -2,6 +2,7 @@
 
     python -m eval.ask_eval --corpus corpora/acme --qa corpora/acme-qa.jsonl --split test
     python -m eval.ask_eval --corpus corpora/acme --qa corpora/acme-qa.jsonl --calibrate   # uses split dev only
+    python -m eval.ask_eval --split train --recall      # top-5 retrieval recall, hybrid vs dense (no generator)
 
 Each question is asked as a user who may read its source (answerable) or as the broadest user (unanswerable),
 so the figures measure retrieval and reading, not permissions.
@@ -98,12 +99,33 @@ def calibrate(items: list[QAItem], retriever, policy, keep: float = 1.0) -> dict
     }
 
 
+def retrieval_recall(items: list[QAItem], retriever, policy, k: int) -> dict:
+    """Of the answerable questions, the share whose gold document is among the top ``k`` results, and the share
+    with a result from that document that holds an answer alias (the answer's chunk)."""
+    from rag.text import contains_answer
+
+    documents = chunks = 0
+    answerable = [item for item in items if item.answerable and item.source]
+    for item in answerable:
+        hits = retriever.search(item.question, k=k, user=asking_user(policy, item.source))
+        gold = [r for r in hits if r.source == item.source]
+        documents += bool(gold)
+        chunks += any(contains_answer(r.text, alias) for r in gold for alias in item.answers)
+    n = max(len(answerable), 1)
+    return {
+        "n": len(answerable),
+        f"document_recall@{k}": round(documents / n, 3),
+        f"answer_chunk_recall@{k}": round(chunks / n, 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("corpora/acme"))
     parser.add_argument("--qa", type=Path, default=Path("corpora/acme-qa.jsonl"))
     parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
     parser.add_argument("--calibrate", action="store_true", help="Calibrate the retrieval threshold on split dev.")
+    parser.add_argument("--recall", action="store_true", help="Only measure top-5 retrieval, hybrid and dense.")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--generator", default=None)
     parser.add_argument("--out", type=Path, default=None, help="Write per-question rows and the summary as JSON.")
@@ -122,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         retriever = Retriever(Path(scratch) / "index", embedder=embedder)
         if args.calibrate:
             print(json.dumps(calibrate(items, retriever, policy), indent=2))
+            return 0
+        if args.recall:
+            index = Path(scratch) / "index"
+            recall = {
+                mode: retrieval_recall(items, Retriever(index, embedder=embedder, mode=mode), policy, k=5)
+                for mode in ("hybrid", "dense")
+            }
+            print(json.dumps(recall, indent=2))
             return 0
         generator = load_generator(args.generator)
         started = time.perf_counter()
