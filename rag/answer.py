@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from .prompting import UNKNOWN, Passage, chat_messages, completion_prompt, fit_passages
-from .reader import IDK, MIN_SENTENCE_SCORE, ExtractiveReader, ReadResult, is_abstention, make_reader
+from .reader import IDK, MIN_SENTENCE_SCORE, ReadResult, is_abstention, make_reader
 from .text import contains_answer
 from .types import Answer, Citation, SearchResult
 
@@ -37,12 +37,13 @@ def answer_question(
     question: str,
     user: str | None = None,
     k: int = DEFAULT_K,
-    max_new_tokens: int = 48,
+    max_new_tokens: int | None = None,
     on_token: Callable[[str], None] | None = None,
     min_score: float | None = None,
     reader=None,
 ) -> Answer:
-    """Answer ``question`` from what ``user`` may read; ``Answer.abstained`` with "I don't know." otherwise."""
+    """Answer ``question`` from what ``user`` may read; ``Answer.abstained`` with "I don't know." otherwise.
+    ``max_new_tokens``: the longest answer in tokens; ``None`` keeps the reader's own limit."""
     return answer_with_details(retriever, generator, question, user, k, max_new_tokens, on_token, min_score, reader)[0]
 
 
@@ -52,7 +53,7 @@ def answer_with_details(
     question: str,
     user: str | None = None,
     k: int = DEFAULT_K,
-    max_new_tokens: int = 48,
+    max_new_tokens: int | None = None,
     on_token: Callable[[str], None] | None = None,
     min_score: float | None = None,
     reader=None,
@@ -66,10 +67,9 @@ def answer_with_details(
     if reader is None:
         embed = getattr(getattr(retriever, "embedder", None), "embed", None)
         reader = make_reader(generator, embed)
-    if isinstance(reader, ExtractiveReader):
-        reader.max_new_tokens = min(reader.max_new_tokens, max_new_tokens)  # spans end with their segment anyway
-    if isinstance(reader, GenerativeReader):
+    if max_new_tokens is not None:  # asked for: applies to any reader, above its default too
         reader.max_new_tokens = max_new_tokens
+    if isinstance(reader, GenerativeReader):
         reader.min_score = MIN_RETRIEVAL_SCORE if min_score is None else min_score
     if not results:
         read = ReadResult(IDK, True, [], {}, "nothing readable was retrieved")

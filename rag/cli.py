@@ -16,6 +16,8 @@ import click
 from ingest.errors import RagError, UsageError
 from ingest.paths import default_index_dir
 
+from .factories import ModelFactories
+
 INDEX_DIR_HELP = "Index directory. Default: $RAG_INDEX_DIR, else ./.rag"
 
 
@@ -62,6 +64,36 @@ def _resolve_index_dir(index_dir: Path | None) -> Path:
     return index_dir if index_dir is not None else default_index_dir()
 
 
+def _models() -> ModelFactories:
+    """The model factories of this invocation: the real loaders, or the fakes a test passed in ``obj``."""
+    return click.get_current_context().obj["models"]
+
+
+def _quiet_embedder_loader():
+    """For a Retriever: loads the query embedder by name, without a progress bar."""
+    models = _models()
+    return lambda name: models.embedder(name, progress=False)
+
+
+class _LazyHelpOption(click.Option):
+    """An option whose help text is computed only when it is shown: its default lives in a module too heavy to
+    import for every command (``rag.answer`` imports the reader and numpy)."""
+
+    def __init__(self, *args, lazy_help, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy_help = lazy_help
+
+    def get_help_record(self, ctx: click.Context):
+        self.help = self._lazy_help()
+        return super().get_help_record(ctx)
+
+
+def _k_help() -> str:
+    from .answer import DEFAULT_K
+
+    return f"Passages to retrieve. Default: {DEFAULT_K}."
+
+
 def _emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -76,13 +108,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Quick start:
-      rag demo                               # index the bundled corpus and ask it questions as two users
+      rag demo                               # index the bundled corpus and ask it questions as three users
       rag index ~/docs                       # build or update the index in ./.rag
       rag search "travel per diem" --user alice
       rag ask "What is the per diem for Oslo?" --user alice
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj.setdefault("models", ModelFactories())
 
 
 @cli.command()
@@ -121,7 +154,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_kind, as_json):
     """Index the documents in PATH (incremental: adds, updates and deletes; embeds only what changed)."""
-    from ingest.embedding import load_embedder
     from ingest.store import current_generation, open_index
     from ingest.sync import index_folder
 
@@ -132,7 +164,7 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
         live = open_index(index_dir, check=False)
         embedder = live.meta("embedder")  # keep the index's own embedder unless told otherwise
         live.close()
-    model = load_embedder(embedder)
+    model = _models().embedder(embedder)
     report = index_folder(
         path,
         index_dir,
@@ -173,7 +205,7 @@ def search(query, index_dir, user, k, embedder, retrieval, as_json):
     """Find the chunks most relevant to QUERY that the user may read."""
     from .retrieval import Retriever
 
-    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval)
+    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval, load=_quiet_embedder_loader())
     results = retriever.search(query, k=k, user=user)
     if as_json:
         _emit_json({"results": [r.to_json() for r in results]})
@@ -253,9 +285,7 @@ def _print_answer(answer, streamed: bool) -> None:
 @click.option(
     "--user", default=None, help="Ask as this user: only documents they may read are used. Default: anonymous."
 )
-@click.option(
-    "-k", "k", type=click.IntRange(1, 50), default=None, help="Passages to retrieve (default: the reader's own, 4)."
-)
+@click.option("-k", "k", cls=_LazyHelpOption, type=click.IntRange(1, 50), default=None, lazy_help=_k_help)
 @click.option(
     "--generator",
     default=None,
@@ -264,17 +294,19 @@ def _print_answer(answer, streamed: bool) -> None:
 @click.option("--embedder", default=None, help="Query embedder; must match the index's (the default).")
 @_retrieval_option
 @click.option(
-    "--max-new-tokens", type=click.IntRange(1, 2048), default=48, show_default=True, help="Limit on generated tokens."
+    "--max-new-tokens",
+    type=click.IntRange(1, 2048),
+    default=None,
+    help="Limit on generated tokens (the answer's length). Default: the reader's own.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and timings as JSON.")
 def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_tokens, as_json):
     """Answer QUESTION from the indexed documents the user may read, with citations, or say "I don't know"."""
     from .answer import answer_question
-    from .generation import load_generator
     from .retrieval import Retriever
 
-    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval)
-    model = load_generator(generator)
+    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval, load=_quiet_embedder_loader())
+    model = _models().generator(generator)
     stream = not as_json and sys.stdout.isatty()
     kwargs = {"user": user, "max_new_tokens": max_new_tokens}
     if k is not None:
@@ -379,37 +411,42 @@ def bench(args):
 @click.option("--generator", default=None, help="Generator for the answers. Default: the bundled Gemma 3 270M.")
 @click.option("--json", "as_json", is_flag=True, help="Print the transcript as JSON.")
 def demo(index_dir, generator, as_json):
-    """Index the bundled demo corpus into a fresh index, then ask it the same questions as different users."""
-    import tempfile
+    """Index the bundled demo corpus into a fresh index, then ask it the same questions as different users.
 
-    from ingest.embedding import load_embedder
+    With --index-dir, the demo writes only into a new or empty folder, or into one that an earlier `rag demo`
+    created: it never overwrites another index."""
+    import tempfile
+    from functools import partial
+
     from ingest.sync import index_folder
 
     from .answer import answer_question
-    from .demo import load_script, run_demo
-    from .generation import load_generator
+    from .demo import claim_index_dir, load_script, run_demo
     from .retrieval import Retriever
 
     script = load_script()
     echo = (lambda line: None) if as_json else click.echo
     with tempfile.TemporaryDirectory(prefix="rag-demo-") as scratch:
         target = index_dir or Path(scratch) / "index"
+        claim_index_dir(target)
         echo(f"Indexing the demo corpus {script.corpus} into {target} ...")
-        report = index_folder(script.corpus, target, load_embedder(), rebuild=True)
+        embedder = _models().embedder(None)
+        report = index_folder(script.corpus, target, embedder, rebuild=True)
         echo(
             f"Indexed {report.documents} documents ({report.chunks} chunks) in {report.seconds:.1f} s; "
             f"policy: {script.corpus / '.rag-acl.toml'}."
         )
         echo("Loading the generator ...")
-        model = load_generator(generator)
+        model = _models().generator(generator)
         users = ", ".join(u or "anonymous" for u in script.users)
         echo(f"Asking {len(script.questions)} questions as {users}: each sees only the documents they may read.")
-        transcript = run_demo(script, target, Retriever, model, answer_question, echo)
+        transcript = run_demo(script, target, partial(Retriever, embedder=embedder), model, answer_question, echo)
     if as_json:
         _emit_json({"index": report.to_json(), "answers": transcript})
     else:
         echo("")
-        echo('Try it yourself: rag index corpora/acme && rag ask "..." --user alice   (see corpora/README.md)')
+        echo(f'Try it yourself: rag index {script.corpus} && rag ask "..." --user alice')
+        echo(f"The corpus, its users and what each may read: {script.corpus.parent / 'README.md'}")
 
 
 def main() -> None:

@@ -11,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.errors import RagError
+from ingest.errors import RagError, UsageError
 from ingest.paths import bundled_corpus
+
+# Written into an --index-dir that the demo creates: the demo rebuilds only an index that carries it.
+DEMO_MARKER = ".rag-demo"
 
 
 @dataclass
@@ -27,11 +30,26 @@ def load_script(name: str = "acme") -> DemoScript:
     script_path = corpus.parent / f"{name}-demo.json"
     if not corpus.is_dir() or not script_path.is_file():
         raise RagError(
-            f"the bundled demo corpus was not found at {corpus}; run `rag demo` from an editable install "
-            "of the repository (pip install -e .)"
+            f"the bundled demo corpus was not found at {corpus}; reinstall docrag (pip install docrag, or "
+            "pip install -e . in a checkout)"
         )
     data = json.loads(script_path.read_text())
     return DemoScript(corpus, data["users"], data["questions"])
+
+
+def claim_index_dir(index_dir: Path) -> None:
+    """Make ``index_dir`` the demo's: a new or empty folder gets the marker; a folder that holds anything else and
+    no marker (someone's own index, or any other files) is refused, since the demo rebuilds its index from scratch."""
+    index_dir = Path(index_dir)
+    marker = index_dir / DEMO_MARKER
+    if index_dir.exists() and not marker.is_file():
+        if not index_dir.is_dir() or any(index_dir.iterdir()):
+            raise UsageError(
+                f"--index-dir {index_dir} is not empty and was not created by `rag demo`; the demo would rebuild "
+                "it from scratch. Give a new or empty folder, or leave --index-dir out for a temporary index"
+            )
+    index_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("Created by `rag demo`, which may rebuild the index in this folder.\n")
 
 
 def run_demo(

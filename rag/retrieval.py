@@ -37,15 +37,28 @@ CANDIDATES_PER_RESULT = 4
 MIN_CANDIDATES = 20
 
 
+def _load_quietly(name: str | None) -> Embedder:
+    return load_embedder(name, progress=False)
+
+
 class Retriever:
     """Searches one index dir; reopens it when a new generation goes live, and caches permitted ids per user set."""
 
-    def __init__(self, index_dir: Path, embedder: Embedder | str | None = None, mode: str = "hybrid") -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        embedder: Embedder | str | None = None,
+        mode: str = "hybrid",
+        load: Callable[[str | None], Embedder] | None = None,
+    ) -> None:
+        """``embedder``: a loaded embedder, or the name to load (default: the index's own) with ``load``
+        (default: ``ingest.embedding.load_embedder``; the CLI passes its factory, so tests can inject a fake)."""
         self.index_dir = Path(index_dir)
         self.mode = check_mode(mode)  # search()'s default, for callers that pass no mode (answer_question)
         self._index: OpenIndex | None = None
         self._permitted = PermittedIds()
         self._embedder_arg = embedder
+        self._load = load or _load_quietly
         self._embedder: Embedder | None = None
         self.index  # noqa: B018 - open now, so a missing or corrupt index fails before any model loads
 
@@ -66,7 +79,7 @@ class Retriever:
             if arg is None or isinstance(arg, str):
                 # Default to the embedder that built the index: a query must live in the same vector space.
                 name = built_with if arg is None else arg
-                self._embedder = load_embedder(name, progress=False)
+                self._embedder = self._load(name)
             else:
                 self._embedder = arg
             if self._embedder.name != built_with:

@@ -1,9 +1,13 @@
-"""Fast stand-ins for the real models, for unit tests only."""
+"""Fast stand-ins for the real models, and helpers that several test modules share. For tests only."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import sqlite3
+import subprocess
+from pathlib import Path
 
 import numpy as np
 
@@ -35,3 +39,56 @@ class HashEmbedder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return out / norms
+
+
+def embedder_factory(embedder: HashEmbedder):
+    """A stand-in for ``load_embedder(name, progress)``: ``embedder`` for the default name or its own, and a new
+    HashEmbedder of that name for any other (so a mismatch with the index's embedder can be provoked)."""
+
+    def load(name=None, progress=None):
+        return embedder if name in (None, embedder.name) else HashEmbedder(name=name)
+
+    return load
+
+
+class RecordingExtractor:
+    """A generator for the extractive reader: picks the first allowed span containing ``reply`` (else "unknown"),
+    and records the token limit of every call."""
+
+    name = "recording-extractor"
+    context_window = 2048
+    has_chat_template = False
+
+    def __init__(self, reply: str = "unknown") -> None:
+        self.reply = reply
+        self.limits: list[int] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown", prefix=""):
+        from rag.generation import Extraction
+
+        self.limits.append(max_new_tokens)
+        text = next((span for span in spans if self.reply in span), abstain)
+        return Extraction(text, -0.1, -0.1, -6.0)
+
+
+def make_format_1(index_dir: Path) -> None:
+    """Turn the live generation into what docrag with FORMAT_VERSION 1 wrote: no keyword table."""
+    from ingest.store import CATALOG_FILE, current_generation
+
+    db = sqlite3.connect(index_dir / current_generation(index_dir) / CATALOG_FILE)
+    with db:
+        db.execute("DROP TABLE chunks_fts")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
+    db.close()
+
+
+def run_checked(*args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a command outside this process, without PYTHONPATH (so nothing reaches the checkout by accident); fail
+    with its output when it fails."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{args}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc

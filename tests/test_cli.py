@@ -1,27 +1,34 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-import ingest.embedding
-import rag.retrieval
-from fakes import HashEmbedder
+from fakes import HashEmbedder, RecordingExtractor, embedder_factory, make_format_1
 from rag.cli import cli
+from rag.factories import ModelFactories
 
 
-@pytest.fixture(autouse=True)
-def fake_embedder(monkeypatch):
-    embedder = HashEmbedder()
+@pytest.fixture
+def fake_embedder():
+    return HashEmbedder()
 
-    def load(name=None, progress=None):
-        if name not in (None, embedder.name):
-            return HashEmbedder(name=name)
-        return embedder
 
-    monkeypatch.setattr(ingest.embedding, "load_embedder", load)
-    monkeypatch.setattr(rag.retrieval, "load_embedder", load)
-    return embedder
+@pytest.fixture
+def fake_generator():
+    return RecordingExtractor()
+
+
+@pytest.fixture
+def run(fake_embedder, fake_generator):
+    """Invoke the CLI with fake models, injected through its model factories."""
+    models = ModelFactories(embedder=embedder_factory(fake_embedder), generator=lambda name=None: fake_generator)
+
+    def invoke(*args):
+        return CliRunner().invoke(cli, list(args), obj={"models": models})
+
+    return invoke
 
 
 @pytest.fixture
@@ -34,12 +41,7 @@ def folder(tmp_path):
     return docs
 
 
-def run(*args):
-    result = CliRunner().invoke(cli, list(args))
-    return result
-
-
-def test_index_json_contract(folder, tmp_path):
+def test_index_json_contract(run, folder, tmp_path):
     result = run("index", str(folder), "--index-dir", str(tmp_path / "idx"), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -49,7 +51,7 @@ def test_index_json_contract(folder, tmp_path):
     assert data["skipped"][0]["path"] == "bad.txt" and data["skipped"][0]["reason"]
 
 
-def test_search_json_contract_and_default_index_dir(folder, tmp_path, monkeypatch):
+def test_search_json_contract_and_default_index_dir(run, folder, tmp_path, monkeypatch):
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "env-idx"))
     assert run("index", str(folder)).exit_code == 0
     assert (tmp_path / "env-idx" / "CURRENT").exists()
@@ -61,7 +63,7 @@ def test_search_json_contract_and_default_index_dir(folder, tmp_path, monkeypatc
     assert hit["source"] == "team/roster.txt" and hit["rank"] == 1
 
 
-def test_status_json_contract(folder, tmp_path):
+def test_status_json_contract(run, folder, tmp_path):
     run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
     result = run("status", "--index-dir", str(tmp_path / "idx"), "--json")
     assert result.exit_code == 0, result.output
@@ -70,13 +72,13 @@ def test_status_json_contract(folder, tmp_path):
     assert data["chunks"] >= 2
 
 
-def test_human_output_names_sources(folder, tmp_path):
+def test_human_output_names_sources(run, folder, tmp_path):
     run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
     result = run("search", "office opens", "--index-dir", str(tmp_path / "idx"))
     assert result.exit_code == 0 and "handbook.md" in result.output
 
 
-def test_missing_index_is_one_line_exit_1(tmp_path):
+def test_missing_index_is_one_line_exit_1(run, tmp_path):
     result = run("search", "anything", "--index-dir", str(tmp_path / "nothing"))
     assert result.exit_code == 1
     assert result.output.strip().count("\n") == 0
@@ -84,14 +86,14 @@ def test_missing_index_is_one_line_exit_1(tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_usage_errors_exit_2(tmp_path, folder):
+def test_usage_errors_exit_2(run, tmp_path, folder):
     assert run("index", str(tmp_path / "missing-folder")).exit_code == 2
     assert run("search", "x", "-k", "0").exit_code == 2
     result = run("index", str(folder), "--acl", str(tmp_path / "nope.toml"))
     assert result.exit_code == 2 and "nope.toml" in result.output
 
 
-def test_help_is_helpful():
+def test_help_is_helpful(run):
     result = run("--help")
     assert result.exit_code == 0
     for command in ("index", "search", "status"):
@@ -99,7 +101,7 @@ def test_help_is_helpful():
     assert "RAG_INDEX_DIR" in run("search", "--help").output
 
 
-def test_corrupt_index_is_reported_not_read(folder, tmp_path):
+def test_corrupt_index_is_reported_not_read(run, folder, tmp_path):
     run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
     gen = (tmp_path / "idx" / "CURRENT").read_text().strip()
     (tmp_path / "idx" / gen / "catalog.sqlite").write_bytes(b"garbage" * 100)
@@ -107,7 +109,7 @@ def test_corrupt_index_is_reported_not_read(folder, tmp_path):
     assert result.exit_code == 1 and "--rebuild" in result.output
 
 
-def test_retrieval_option_keeps_the_json_contract(folder, tmp_path):
+def test_retrieval_option_keeps_the_json_contract(run, folder, tmp_path):
     run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
     keys = {"rank", "score", "source", "chunk_id", "text", "start", "end", "page", "heading"}
     for mode in ("hybrid", "dense"):
@@ -121,9 +123,7 @@ def test_retrieval_option_keeps_the_json_contract(folder, tmp_path):
         assert "--retrieval [hybrid|dense]" in run(command, "--help").output
 
 
-def test_old_format_index_is_one_line_naming_rebuild(folder, tmp_path):
-    from test_hybrid import make_format_1
-
+def test_old_format_index_is_one_line_naming_rebuild(run, folder, tmp_path):
     run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
     make_format_1(tmp_path / "idx")
     for args in (("index", str(folder)), ("search", "harbour"), ("status",)):
@@ -134,13 +134,12 @@ def test_old_format_index_is_one_line_naming_rebuild(folder, tmp_path):
     assert run("index", str(folder), "--index-dir", str(tmp_path / "idx"), "--rebuild").exit_code == 0
 
 
-def test_real_minilm_end_to_end(tmp_path, monkeypatch):
-    """The bundled MiniLM, a real FAISS index, through the CLI."""
-    monkeypatch.undo()
-    import importlib
+def test_real_minilm_end_to_end(tmp_path):
+    """The bundled MiniLM, a real FAISS index, through the CLI with its default model factories."""
 
-    importlib.reload(ingest.embedding)
-    importlib.reload(rag.retrieval)
+    def run(*args):
+        return CliRunner().invoke(cli, list(args))
+
     docs = tmp_path / "real"
     docs.mkdir()
     (docs / "boats.md").write_text("# Fleet\n\nThe research vessel Skarv carries twelve crew and a drone.")
@@ -159,3 +158,66 @@ def test_real_minilm_end_to_end(tmp_path, monkeypatch):
     assert status["embedder"] == "sentence-transformers/all-MiniLM-L6-v2" and status["dimension"] == 384
     assert not any("script text" in h["text"] for h in hits)
     assert Path(tmp_path / "idx").is_dir()
+    # The autouse isolation still holds here: the models' cache is the test run's, not the user's.
+    assert os.environ["XDG_CACHE_HOME"] != str(Path.home() / ".cache") and os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+# --- contracts of the help texts and options --------------------------------------------------------------------
+
+
+def test_ask_help_states_the_real_default_k(run):
+    from rag.answer import DEFAULT_K
+
+    help_text = " ".join(run("ask", "--help").output.split())
+    assert f"Default: {DEFAULT_K}." in help_text
+
+
+def test_top_level_help_counts_the_demo_users(run):
+    from rag.demo import load_script
+
+    count = len(load_script().users)
+    word = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}[count]
+    assert f"questions as {word} users" in " ".join(run("--help").output.split())
+
+
+@pytest.mark.parametrize("limit", [None, "8", "40"])
+def test_max_new_tokens_reaches_the_reader_above_its_default(run, folder, tmp_path, fake_generator, limit):
+    run("index", str(folder), "--index-dir", str(tmp_path / "idx"))
+    args = ("--max-new-tokens", limit) if limit else ()
+    question = "When does the office open on weekdays?"
+    result = run("ask", question, "--index-dir", str(tmp_path / "idx"), *args, "--json")
+    assert result.exit_code == 0, result.output
+    assert fake_generator.limits, "the reader never called the generator"
+    assert set(fake_generator.limits) == {int(limit) if limit else 16}  # 16: the extractive reader's own default
+
+
+# --- rag demo ---------------------------------------------------------------------------------------------------
+
+
+def test_demo_refuses_an_index_it_did_not_create(run, folder, tmp_path):
+    from ingest.store import current_generation
+
+    index_dir = tmp_path / "mine"
+    assert run("index", str(folder), "--index-dir", str(index_dir)).exit_code == 0
+    live = current_generation(index_dir)
+    result = run("demo", "--index-dir", str(index_dir))
+    assert result.exit_code == 2 and "not created by `rag demo`" in result.output and str(index_dir) in result.output
+    assert "Traceback" not in result.output and current_generation(index_dir) == live
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    assert run("demo", "--index-dir", str(tmp_path / "notes")).exit_code == 2
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_demo_rebuilds_its_own_index_and_asks_as_every_user(run, tmp_path):
+    from rag.demo import DEMO_MARKER, load_script
+
+    index_dir = tmp_path / "demo-index"
+    for _ in range(2):  # the second run rebuilds the index the first one created
+        result = run("demo", "--index-dir", str(index_dir), "--json")
+        assert result.exit_code == 0, result.output
+        assert (index_dir / DEMO_MARKER).is_file()
+    script = load_script()
+    answers = json.loads(result.stdout)["answers"]
+    assert len(answers) == len(script.users) * len(script.questions)
+    assert {a["user"] for a in answers} == set(script.users)

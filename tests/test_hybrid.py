@@ -1,7 +1,6 @@
 """Hybrid retrieval: the catalog's FTS5 keyword index, its permission filter, and BM25 + dense fusion (HashEmbedder)."""
 
 import os
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -10,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes import HashEmbedder
+from fakes import HashEmbedder, make_format_1
 from ingest.catalog import Catalog, match_expression
 from ingest.errors import IndexCorruptError, UsageError
-from ingest.store import CATALOG_FILE, current_generation, open_index
+from ingest.store import open_index
 from ingest.sync import index_folder
 from ingest.types import Chunk
 from rag.retrieval import Retriever, reciprocal_rank_fusion
@@ -213,15 +212,6 @@ def test_unknown_mode_is_a_usage_error(contracts, tmp_path):
 
 
 # --- old indexes --------------------------------------------------------------------------------------------
-
-
-def make_format_1(index_dir: Path) -> None:
-    """Turn the live generation into what docrag with FORMAT_VERSION 1 wrote: no keyword table."""
-    db = sqlite3.connect(index_dir / current_generation(index_dir) / CATALOG_FILE)
-    with db:
-        db.execute("DROP TABLE chunks_fts")
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
-    db.close()
 
 
 def test_an_old_format_index_asks_for_a_rebuild(tmp_path):
