@@ -24,11 +24,8 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-def repo_root() -> Path:
-    """The source checkout (the package is installed editable; see README)."""
-    return Path(__file__).resolve().parent.parent
-
-
 def bundled_corpus(name: str = "acme") -> Path:
-    """Path of a bundled demo corpus under ``corpora/``."""
-    return repo_root() / "corpora" / name
+    """Path of a bundled demo corpus: package data of ``corpora``, in a checkout and in an installed wheel alike."""
+    from importlib.resources import files
+
+    return Path(str(files("corpora"))) / name
