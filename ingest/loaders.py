@@ -1,6 +1,7 @@
 """Find the files of a folder and extract their text, by file type.
 
 A file that cannot be read is reported with a reason (``LoadError``) and the rest of the folder is still indexed.
+Installed packages add file types through the ``docrag.loaders`` entry-point group (``ingest.plugins``).
 Hidden files and folders (the permission policy among them) and the ``excluded`` paths are never indexed, and not
 reported either. ``LoadedDocument.text`` is the canonical text: chunk offsets point into it.
 """
@@ -16,10 +17,16 @@ from pathlib import Path
 
 from .errors import RagError
 from .paths import POLICY_FILENAME
+from .plugins import plugin_loaders, read_with_plugin
 from .types import LoadedDocument, Skipped
 
 SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"})
 _LEAVES_FOLDER = "symlink leaves the indexed folder; not followed"
+
+
+def supported_suffixes() -> frozenset[str]:
+    """The built-in file types and those of the installed loader plugins."""
+    return SUPPORTED_SUFFIXES | frozenset(plugin_loaders())
 
 
 class LoadError(RagError):
@@ -75,7 +82,7 @@ def _refusal(path: Path, root: Path) -> str | None:
         if not path.exists():
             return "broken symlink"
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
+    if suffix not in supported_suffixes():
         return _unsupported(suffix)
     try:
         if not path.is_file():
@@ -91,15 +98,17 @@ def load_file(folder: Path, source: str) -> LoadedDocument:
     """Extract the text of ``folder/source``; raises ``LoadError`` with a one-line reason."""
     path = Path(folder) / source
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
+    if suffix not in supported_suffixes():
         raise LoadError(_unsupported(suffix))
-    reader = {".html": _read_html, ".htm": _read_html, ".pdf": _read_pdf, ".docx": _read_docx}.get(suffix, _read_text)
+    plugin = suffix in plugin_loaders()
+    builtin = {".html": _read_html, ".htm": _read_html, ".pdf": _read_pdf, ".docx": _read_docx}.get(suffix, _read_text)
     try:
-        text, pages = reader(path)
+        text, pages = _read_with_plugin(path) if plugin else builtin(path)
     except LoadError:
         raise
     except Exception as err:  # noqa: BLE001 - any parser failure skips this file, with the reason
         kind = {".pdf": "broken PDF", ".docx": "broken DOCX"}.get(suffix, "cannot read file")
+        kind = "loader plugin failed" if plugin else kind
         raise LoadError(_one_line(f"{kind}: {type(err).__name__}: {err}")) from err
     if not text.strip():
         raise LoadError("no extractable text (scanned PDF?)" if suffix == ".pdf" else "empty file")
@@ -140,6 +149,10 @@ def decode(data: bytes) -> str:
     if "\x00" in text or controls > max(2, len(text) // 20):  # random bytes: about a quarter are controls
         raise LoadError(f"not text: too many control characters ({controls} in {len(text)})")
     return text
+
+
+def _read_with_plugin(path: Path) -> tuple[str, list]:
+    return normalise(read_with_plugin(path)), []
 
 
 def _read_text(path: Path) -> tuple[str, list]:
@@ -230,7 +243,7 @@ def _read_docx(path: Path) -> tuple[str, list]:
 
 
 def _unsupported(suffix: str) -> str:
-    return f"unsupported file type {suffix or '(none)'!r} (supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})"
+    return f"unsupported file type {suffix or '(none)'!r} (supported: {', '.join(sorted(supported_suffixes()))})"
 
 
 def _inside(path: Path, root: Path) -> bool:
