@@ -407,14 +407,16 @@ def bench(args):
 
 
 @cli.command()
-@_index_dir_option
+@click.option(
+    "--index-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the demo's index in this folder: a new or empty one, or one an earlier `rag demo` created. Default: a temporary folder, removed at the end ($RAG_INDEX_DIR is not used).",
+)
 @click.option("--generator", default=None, help="Generator for the answers. Default: the bundled Gemma 3 270M.")
 @click.option("--json", "as_json", is_flag=True, help="Print the transcript as JSON.")
 def demo(index_dir, generator, as_json):
-    """Index the bundled demo corpus into a fresh index, then ask it the same questions as different users.
-
-    With --index-dir, the demo writes only into a new or empty folder, or into one that an earlier `rag demo`
-    created: it never overwrites another index."""
+    """Index the bundled demo corpus into a fresh index, then ask it the same questions as different users."""
     import tempfile
     from functools import partial
 

@@ -194,6 +194,11 @@ def test_max_new_tokens_reaches_the_reader_above_its_default(run, folder, tmp_pa
 # --- rag demo ---------------------------------------------------------------------------------------------------
 
 
+def test_demo_help_says_where_its_index_goes(run):
+    help_text = " ".join(run("demo", "--help").output.split())
+    assert "Default: a temporary folder" in help_text and "$RAG_INDEX_DIR is not used" in help_text
+
+
 def test_demo_refuses_an_index_it_did_not_create(run, folder, tmp_path):
     from ingest.store import current_generation
 
