@@ -6,8 +6,11 @@ traceback only with ``--debug``. Heavy libraries are imported inside the command
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from ingest.errors import RagError, UsageError
 from ingest.paths import default_index_dir
 
 INDEX_DIR_HELP = "Index directory. Default: $RAG_INDEX_DIR, else ./.rag"
+DEFAULT_MAX_FILE_MB = 16.0  # ingest.discovery.DEFAULT_MAX_FILE_BYTES, without importing ingest at --help time
 
 
 class _Group(click.Group):
@@ -25,14 +29,36 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except RagError as err:
-            if ctx.obj and ctx.obj.get("debug"):
+        except (RagError, sqlite3.DatabaseError, OSError) as err:
+            other_os_error = isinstance(err, OSError) and err.errno not in _DISK_FULL
+            if other_os_error or (ctx.obj and ctx.obj.get("debug")):
                 raise
-            click.echo(f"Error: {err}", err=True)
+            click.echo(f"Error: {_one_line_error(err)}", err=True)
             ctx.exit(2 if isinstance(err, UsageError) else 1)
         except KeyboardInterrupt:
             click.echo("Interrupted; the previous index is intact.", err=True)
             ctx.exit(130)
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _one_line_error(err: Exception) -> str:
+    """A domain error's own message; a damaged catalog or a full disk met deep inside a library, said plainly."""
+    if isinstance(err, RagError):
+        return _printable(str(err))
+    if isinstance(err, sqlite3.DatabaseError):
+        return f"the index catalog is damaged ({err}); rebuild it with `rag index PATH --rebuild`"
+    return f"disk full ({err.strerror}: {_printable(str(err.filename or ''))}); free some space and run again"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """Control characters (escape sequences, newlines, carriage returns) in file names or document text, escaped
+    before they reach a terminal: a document must not be able to move the cursor or rewrite what was printed."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _count(n: int, noun: str) -> str:
@@ -94,6 +120,24 @@ def cli(ctx: click.Context, debug: bool) -> None:
     help="Permission policy (TOML). Default: PATH/.rag-acl.toml if present; without one, everything is readable by everyone.",
 )
 @click.option(
+    "--no-acl",
+    is_flag=True,
+    help="Index without any policy even though the index was built with one: every document becomes readable by "
+    "everyone, anonymous included. Without this flag such a run is refused.",
+)
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also compact the catalog (VACUUM, keyword index merged) so deleted documents' words are gone from the files.",
+)
+@click.option(
+    "--max-file-size",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULT_MAX_FILE_MB,
+    show_default=True,
+    help="Largest file to index, in MB; larger ones are skipped with a reason.",
+)
+@click.option(
     "--embedder", default=None, help="sentence-transformers model name or path. Default: the bundled all-MiniLM-L6-v2."
 )
 @click.option(
@@ -119,9 +163,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
     help="FAISS index type; hnsw/ivf are approximate, for very large folders.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_kind, as_json):
-    """Index the documents in PATH (incremental: adds, updates and deletes; embeds only what changed)."""
-    from ingest.embedding import load_embedder
+def index(
+    path, index_dir, acl, no_acl, purge, max_file_size, embedder, rebuild, chunk_size, overlap, vector_kind, as_json
+):
+    """Index the documents in PATH (incremental: adds, updates and deletes; embeds only what changed).
+
+    Symlinks inside PATH are not followed: each file is indexed once, under its real path, with that path's
+    permissions. An index built with a permission policy refuses a run without one unless --no-acl is given.
+    """
+    from ingest.embedding import check_recorded_embedder, load_embedder
     from ingest.store import current_generation, open_index
     from ingest.sync import index_folder
 
@@ -130,7 +180,7 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
         raise UsageError(f"--acl {acl}: no such file")
     if embedder is None and not rebuild and current_generation(index_dir):
         live = open_index(index_dir, check=False)
-        embedder = live.meta("embedder")  # keep the index's own embedder unless told otherwise
+        embedder = check_recorded_embedder(live.meta("embedder"), index_dir)  # keep the index's own embedder
         live.close()
     model = load_embedder(embedder)
     report = index_folder(
@@ -142,19 +192,26 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
         chunk_size=chunk_size,
         overlap=overlap,
         vector_kind=vector_kind,
+        no_acl=no_acl,
+        purge=purge,
+        max_file_bytes=int(max_file_size * 1e6),
     )
     if as_json:
         _emit_json(report.to_json())
+        for warning in report.warnings:  # stdout is JSON; the warnings are also in it
+            click.echo(f"Warning: {_printable(warning)}", err=True)
         return
     click.echo(
-        f"Indexed {path} into {index_dir}: {report.added} added, {report.updated} updated, {report.deleted} deleted, "
-        f"{report.unchanged} unchanged ({report.documents} documents, {report.chunks} chunks, "
-        f"{report.chunks_embedded} embedded, {report.seconds:.1f} s)."
+        f"Indexed {_printable(str(path))} into {_printable(str(index_dir))}: {report.added} added, "
+        f"{report.updated} updated, {report.deleted} deleted, {report.unchanged} unchanged ({report.documents} "
+        f"documents, {report.chunks} chunks, {report.chunks_embedded} embedded, {report.seconds:.1f} s)."
     )
     if report.permissions_changed:
         click.echo(f"Permissions changed for {_count(report.permissions_changed, 'document')} (nothing re-embedded).")
     for skipped in report.skipped:
-        click.echo(f"  skipped {skipped.path}: {skipped.reason}", err=True)
+        click.echo(f"  skipped {_printable(skipped.path)}: {_printable(skipped.reason)}", err=True)
+    for warning in report.warnings:
+        click.echo(f"Warning: {_printable(warning)}", err=True)
 
 
 @cli.command()
@@ -181,56 +238,58 @@ def search(query, index_dir, user, k, embedder, retrieval, as_json):
     if not results:
         click.echo("No results.")
     for r in results:
-        where = f"{r.source}" + (f" p.{r.page}" if r.page else "")
-        snippet = " ".join(r.text.split())
+        where = _printable(r.source) + (f" p.{r.page}" if r.page else "")
+        snippet = _printable(" ".join(r.text.split()))
         click.echo(f"{r.rank:>2}. {r.score:.3f}  {where}  [chunk {r.chunk_id}]")
         click.echo(f"    {snippet[:240]}{'...' if len(snippet) > 240 else ''}")
 
 
 @cli.command()
 @_index_dir_option
+@click.option("--user", default=None, help="Also show how many documents this user may read, and their groups.")
+@click.option(
+    "--policy",
+    "show_policy",
+    is_flag=True,
+    help="The index owner's view: rule globs, documents per rule and group members (hidden by default, since they "
+    "describe restricted documents).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
-def status(index_dir, as_json):
-    """Show what an index holds: documents, chunks, embedder, and the permission policy in force."""
+def status(index_dir, user, show_policy, as_json):
+    """Show what an index holds: documents, chunks, embedder, and whether a permission policy is in force."""
     from ingest.store import open_index
+
+    from .status import status_data
 
     index_dir = _resolve_index_dir(index_dir)
     live = open_index(index_dir)
     try:
-        policy = live.meta("policy", {}) or {}
-        data = {
-            "documents": live.catalog.document_count(),
-            "chunks": live.catalog.chunk_count(),
-            "embedder": live.meta("embedder"),
-            "dimension": live.meta("dimension"),
-            "acl": not policy.get("open", True),
-            "policy": policy.get("source"),
-            "default": policy.get("default"),
-            "rules": [{"rule": rule, "documents": n} for rule, n in policy.get("coverage", [])],
-            "groups": live.meta("groups", {}),
-            "folder": live.meta("folder"),
-            "index_dir": str(index_dir),
-            "generation": live.generation,
-            "indexed_at": live.meta("indexed_at"),
-            "chunk_size": live.meta("chunk_size"),
-            "overlap": live.meta("overlap"),
-            "vector_index": live.meta("vector_kind"),
-        }
+        data = status_data(live, user=user, policy=show_policy)
     finally:
         live.close()
     if as_json:
         _emit_json(data)
         return
-    click.echo(f"Index {index_dir} ({data['generation']}, indexed {data['indexed_at']})")
-    click.echo(f"  folder:    {data['folder']}")
+    click.echo(f"Index {_printable(str(index_dir))} ({data['generation']}, indexed {data['indexed_at']})")
+    click.echo(f"  folder:    {_printable(str(data['folder']))}")
     click.echo(f"  documents: {data['documents']}   chunks: {data['chunks']}")
-    click.echo(f"  embedder:  {data['embedder']} ({data['dimension']} dims, {data['vector_index']} index)")
+    click.echo(
+        f"  embedder:  {_printable(str(data['embedder']))} ({data['dimension']} dims, {data['vector_index']} index)"
+    )
     if data["acl"]:
-        click.echo(f"  policy:    {data['policy']} (default {data['default']})")
-        for rule in data["rules"]:
-            click.echo(f"    {rule['rule']}: {_count(rule['documents'], 'document')}")
+        click.echo(f"  policy:    {_printable(str(data['policy']))}")
     else:
         click.echo("  policy:    none; every document is readable by everyone")
+    if "user" in data:
+        mine = data["user"]
+        groups = ", ".join(mine["groups"]) or "none"
+        click.echo(f"  user {_printable(user)}: may read {_count(mine['documents'], 'document')} (groups: {groups})")
+    if show_policy and data["acl"]:
+        click.echo(f"  default:   {data['default']}")
+        for rule in data["rules"]:
+            click.echo(f"    {_printable(rule['rule'])}: {_count(rule['documents'], 'document')}")
+        for name, members in sorted(data["groups"].items()):
+            click.echo(f"    group {name}: {', '.join(members) or '(empty)'}")
 
 
 def _print_answer(answer, streamed: bool) -> None:
