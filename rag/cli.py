@@ -296,14 +296,15 @@ def _print_answer(answer, streamed: bool) -> None:
     if answer.abstained:
         if not streamed:
             click.echo("I don't know.")
-        click.echo(click.style(f"  ({answer.reason})", dim=True) if answer.reason else "", nl=bool(answer.reason))
+        reason = _printable(answer.reason or "")
+        click.echo(click.style(f"  ({reason})", dim=True) if reason else "", nl=bool(reason))
         return
     if not streamed:
-        click.echo(answer.answer)
+        click.echo(_printable(answer.answer))
     if answer.citations:
         click.echo("Sources:")
         for c in answer.citations:
-            click.echo(f"  [{c.n}] {c.source} (chunk {c.chunk_id}, score {c.score:.3f})")
+            click.echo(f"  [{c.n}] {_printable(c.source)} (chunk {c.chunk_id}, score {c.score:.3f})")
 
 
 @cli.command()
@@ -339,7 +340,7 @@ def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_to
     if k is not None:
         kwargs["k"] = k
     if stream:
-        kwargs["on_token"] = lambda token: click.echo(token, nl=False)
+        kwargs["on_token"] = lambda token: click.echo(_printable(token), nl=False)
     answer = answer_question(retriever, model, question, **kwargs)
     if as_json:
         _emit_json(answer.to_json())
