@@ -95,7 +95,7 @@ def index_folder(
     show = sys.stderr.isatty() if progress is None else progress
 
     with writer_lock(index_dir):
-        warnings = _fail_closed(recorded_meta(index_dir, "policy"), policy, no_acl, index_dir)
+        dropped_policy = _fail_closed(recorded_meta(index_dir, "policy"), policy, no_acl, index_dir)
         live = None if rebuild or current_generation(index_dir) is None else open_index(index_dir)
         try:
             previous = live.catalog.documents() if live else {}
@@ -148,7 +148,12 @@ def index_folder(
         report.added = sum(1 for p in pending if p.replaces is None)
         report.updated = len(pending) - report.added
         report.deleted = len(deleted)
-        report.warnings = warnings + ([] if policy.is_open else policy.warnings(sorted(kept)))
+        report.warnings = policy.warnings(sorted(kept)) if not policy.is_open else []
+        if dropped_policy:
+            report.warnings.append(
+                f"--no-acl: the policy {dropped_policy} no longer applies; all {len(kept)} documents are now readable "
+                "by everyone, anonymous included"
+            )
 
         meta = {
             "format_version": FORMAT_VERSION,
@@ -190,11 +195,11 @@ def index_folder(
         return report
 
 
-def _fail_closed(recorded: dict | None, policy: Policy, no_acl: bool, index_dir: Path) -> list[str]:
+def _fail_closed(recorded: dict | None, policy: Policy, no_acl: bool, index_dir: Path) -> str | None:
     """An index built with a policy never silently loses it: a run without one is refused unless ``no_acl`` says
-    so, and then the warning says what became readable."""
+    so. Returns the policy that ``no_acl`` dropped (for the warning that says what became readable), else None."""
     if not recorded or recorded.get("open", True) or not policy.is_open:
-        return []
+        return None
     was = recorded.get("source") or "a permission policy"
     if not no_acl:
         raise PolicyError(
@@ -202,9 +207,7 @@ def _fail_closed(recorded: dict | None, policy: Policy, no_acl: bool, index_dir:
             f"(no --acl and no {POLICY_FILENAME} in the folder); restore it or give --acl FILE. To make every "
             "document readable by everyone, anonymous included, run again with --no-acl"
         )
-    return [
-        f"--no-acl: the policy {was} no longer applies; every document is now readable by everyone, anonymous included"
-    ]
+    return was
 
 
 def _refuse_differing_hard_links(found: list[Found], policy: Policy) -> tuple[list[Found], list[Skipped]]:

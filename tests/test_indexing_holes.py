@@ -187,7 +187,7 @@ def test_finding2_no_acl_opens_it_and_says_so(docs, tmp_path):
         index_folder(docs, tmp_path / "idx", HashEmbedder(), rebuild=True)  # a rebuild fails closed too
     report = index_folder(docs, tmp_path / "idx", HashEmbedder(), no_acl=True)
     assert report.permissions_changed == 1
-    assert any("readable by everyone, anonymous included" in w for w in report.warnings)
+    assert any("all 2 documents are now readable by everyone, anonymous included" in w for w in report.warnings)
     assert "Bluefalcon" in everything(tmp_path / "idx")
 
 
