@@ -6,10 +6,8 @@ traceback only with ``--debug``. Heavy libraries are imported inside the command
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -18,6 +16,8 @@ import click
 
 from ingest.errors import RagError, UsageError
 from ingest.paths import default_index_dir
+
+from .terminal import DISK_FULL, one_line_error, printable
 
 INDEX_DIR_HELP = "Index directory. Default: $RAG_INDEX_DIR, else ./.rag"
 DEFAULT_MAX_FILE_MB = 16.0  # ingest.discovery.DEFAULT_MAX_FILE_BYTES, without importing ingest at --help time
@@ -30,35 +30,14 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (RagError, sqlite3.DatabaseError, OSError) as err:
-            other_os_error = isinstance(err, OSError) and err.errno not in _DISK_FULL
+            other_os_error = isinstance(err, OSError) and err.errno not in DISK_FULL
             if other_os_error or (ctx.obj and ctx.obj.get("debug")):
                 raise
-            click.echo(f"Error: {_one_line_error(err)}", err=True)
+            click.echo(f"Error: {one_line_error(err)}", err=True)
             ctx.exit(2 if isinstance(err, UsageError) else 1)
         except KeyboardInterrupt:
             click.echo("Interrupted; the previous index is intact.", err=True)
             ctx.exit(130)
-
-
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def _one_line_error(err: Exception) -> str:
-    """A domain error's own message; a damaged catalog or a full disk met deep inside a library, said plainly."""
-    if isinstance(err, RagError):
-        return _printable(str(err))
-    if isinstance(err, sqlite3.DatabaseError):
-        return f"the index catalog is damaged ({err}); rebuild it with `rag index PATH --rebuild`"
-    return f"disk full ({err.strerror}: {_printable(str(err.filename or ''))}); free some space and run again"
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    """Control characters (escape sequences, newlines, carriage returns) in file names or document text, escaped
-    before they reach a terminal: a document must not be able to move the cursor or rewrite what was printed."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _count(n: int, noun: str) -> str:
@@ -199,19 +178,19 @@ def index(
     if as_json:
         _emit_json(report.to_json())
         for warning in report.warnings:  # stdout is JSON; the warnings are also in it
-            click.echo(f"Warning: {_printable(warning)}", err=True)
+            click.echo(f"Warning: {printable(warning)}", err=True)
         return
     click.echo(
-        f"Indexed {_printable(str(path))} into {_printable(str(index_dir))}: {report.added} added, "
+        f"Indexed {printable(str(path))} into {printable(str(index_dir))}: {report.added} added, "
         f"{report.updated} updated, {report.deleted} deleted, {report.unchanged} unchanged ({report.documents} "
         f"documents, {report.chunks} chunks, {report.chunks_embedded} embedded, {report.seconds:.1f} s)."
     )
     if report.permissions_changed:
         click.echo(f"Permissions changed for {_count(report.permissions_changed, 'document')} (nothing re-embedded).")
     for skipped in report.skipped:
-        click.echo(f"  skipped {_printable(skipped.path)}: {_printable(skipped.reason)}", err=True)
+        click.echo(f"  skipped {printable(skipped.path)}: {printable(skipped.reason)}", err=True)
     for warning in report.warnings:
-        click.echo(f"Warning: {_printable(warning)}", err=True)
+        click.echo(f"Warning: {printable(warning)}", err=True)
 
 
 @cli.command()
@@ -238,8 +217,8 @@ def search(query, index_dir, user, k, embedder, retrieval, as_json):
     if not results:
         click.echo("No results.")
     for r in results:
-        where = _printable(r.source) + (f" p.{r.page}" if r.page else "")
-        snippet = _printable(" ".join(r.text.split()))
+        where = printable(r.source) + (f" p.{r.page}" if r.page else "")
+        snippet = printable(" ".join(r.text.split()))
         click.echo(f"{r.rank:>2}. {r.score:.3f}  {where}  [chunk {r.chunk_id}]")
         click.echo(f"    {snippet[:240]}{'...' if len(snippet) > 240 else ''}")
 
@@ -270,24 +249,24 @@ def status(index_dir, user, show_policy, as_json):
     if as_json:
         _emit_json(data)
         return
-    click.echo(f"Index {_printable(str(index_dir))} ({data['generation']}, indexed {data['indexed_at']})")
-    click.echo(f"  folder:    {_printable(str(data['folder']))}")
+    click.echo(f"Index {printable(str(index_dir))} ({data['generation']}, indexed {data['indexed_at']})")
+    click.echo(f"  folder:    {printable(str(data['folder']))}")
     click.echo(f"  documents: {data['documents']}   chunks: {data['chunks']}")
     click.echo(
-        f"  embedder:  {_printable(str(data['embedder']))} ({data['dimension']} dims, {data['vector_index']} index)"
+        f"  embedder:  {printable(str(data['embedder']))} ({data['dimension']} dims, {data['vector_index']} index)"
     )
     if data["acl"]:
-        click.echo(f"  policy:    {_printable(str(data['policy']))}")
+        click.echo(f"  policy:    {printable(str(data['policy']))}")
     else:
         click.echo("  policy:    none; every document is readable by everyone")
     if "user" in data:
         mine = data["user"]
         groups = ", ".join(mine["groups"]) or "none"
-        click.echo(f"  user {_printable(user)}: may read {_count(mine['documents'], 'document')} (groups: {groups})")
+        click.echo(f"  user {printable(user)}: may read {_count(mine['documents'], 'document')} (groups: {groups})")
     if show_policy and data["acl"]:
         click.echo(f"  default:   {data['default']}")
         for rule in data["rules"]:
-            click.echo(f"    {_printable(rule['rule'])}: {_count(rule['documents'], 'document')}")
+            click.echo(f"    {printable(rule['rule'])}: {_count(rule['documents'], 'document')}")
         for name, members in sorted(data["groups"].items()):
             click.echo(f"    group {name}: {', '.join(members) or '(empty)'}")
 
@@ -296,15 +275,15 @@ def _print_answer(answer, streamed: bool) -> None:
     if answer.abstained:
         if not streamed:
             click.echo("I don't know.")
-        reason = _printable(answer.reason or "")
+        reason = printable(answer.reason or "")
         click.echo(click.style(f"  ({reason})", dim=True) if reason else "", nl=bool(reason))
         return
     if not streamed:
-        click.echo(_printable(answer.answer))
+        click.echo(printable(answer.answer))
     if answer.citations:
         click.echo("Sources:")
         for c in answer.citations:
-            click.echo(f"  [{c.n}] {_printable(c.source)} (chunk {c.chunk_id}, score {c.score:.3f})")
+            click.echo(f"  [{c.n}] {printable(c.source)} (chunk {c.chunk_id}, score {c.score:.3f})")
 
 
 @cli.command()
@@ -340,7 +319,7 @@ def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_to
     if k is not None:
         kwargs["k"] = k
     if stream:
-        kwargs["on_token"] = lambda token: click.echo(_printable(token), nl=False)
+        kwargs["on_token"] = lambda token: click.echo(printable(token), nl=False)
     answer = answer_question(retriever, model, question, **kwargs)
     if as_json:
         _emit_json(answer.to_json())
