@@ -23,7 +23,8 @@ def one_line_error(err: Exception) -> str:
     """A domain error's own message; a damaged catalog or a full disk met deep inside a library, said plainly."""
     if isinstance(err, RagError):
         return printable(str(err))
-    if isinstance(err, sqlite3.DatabaseError):
+    if isinstance(err, sqlite3.DatabaseError) and "full" not in str(err):  # SQLITE_FULL: "database or disk is full"
         return f"the index catalog is damaged ({err}); rebuild it with `rag index PATH --rebuild`"
+    reason = getattr(err, "strerror", None) or str(err)
     where = printable(str(getattr(err, "filename", "") or ""))
-    return f"disk full ({getattr(err, 'strerror', err)}: {where}); free some space and run again"
+    return f"disk full ({reason}{': ' + where if where else ''}); free some space and run again"

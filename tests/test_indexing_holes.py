@@ -547,3 +547,14 @@ def test_low_query_with_invalid_utf8_is_one_line(docs, tmp_path, fake_models):
     run("index", docs, "--index-dir", tmp_path / "idx")
     result = run("search", "caf\udce9", "--index-dir", tmp_path / "idx")
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "not valid UTF-8" in result.output
+
+
+def test_low_full_disk_and_damage_messages_name_the_cause():
+    import errno
+
+    from rag.terminal import one_line_error
+
+    assert one_line_error(sqlite3.OperationalError("database or disk is full")).startswith("disk full (database or")
+    assert "rebuild it" in one_line_error(sqlite3.DatabaseError("database disk image is malformed"))
+    full = one_line_error(OSError(errno.ENOSPC, "No space left on device", "/idx/gen-000002.tmp/catalog.sqlite"))
+    assert full == "disk full (No space left on device: /idx/gen-000002.tmp/catalog.sqlite); free some space and run again"
