@@ -556,5 +556,5 @@ def test_low_full_disk_and_damage_messages_name_the_cause():
 
     assert one_line_error(sqlite3.OperationalError("database or disk is full")).startswith("disk full (database or")
     assert "rebuild it" in one_line_error(sqlite3.DatabaseError("database disk image is malformed"))
-    full = one_line_error(OSError(errno.ENOSPC, "No space left on device", "/idx/gen-000002.tmp/catalog.sqlite"))
-    assert full == "disk full (No space left on device: /idx/gen-000002.tmp/catalog.sqlite); free some space and run again"
+    full = one_line_error(OSError(errno.ENOSPC, "No space left on device", "/idx/gen-2.tmp/catalog.sqlite"))
+    assert full == "disk full (No space left on device: /idx/gen-2.tmp/catalog.sqlite); free some space and run again"
