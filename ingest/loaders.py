@@ -1,112 +1,44 @@
-"""Find the files of a folder and extract their text, by file type.
+"""Extract the text of a file's bytes, by file type.
 
-A file that cannot be read is reported with a reason (``LoadError``) and the rest of the folder is still indexed.
-Installed packages add file types through the ``docrag.loaders`` entry-point group (``ingest.plugins``).
-Hidden files and folders (the permission policy among them) and the ``excluded`` paths are never indexed, and not
-reported either. ``LoadedDocument.text`` is the canonical text: chunk offsets point into it.
+A file that cannot be parsed is reported with a reason (``LoadError``) and the rest of the folder is still indexed.
+Finding the files and reading their bytes safely is ``discovery.py``'s job; this module only parses bytes, so what
+is hashed is exactly what is parsed. Installed packages add file types through the ``docrag.loaders`` entry-point
+group (``ingest.plugins``). ``LoadedDocument.text`` is the canonical text: chunk offsets point into it.
 """
 
 from __future__ import annotations
 
 import codecs
-import os
+import io
 import re
 import unicodedata
-from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import RagError
-from .paths import POLICY_FILENAME
+from .discovery import SUPPORTED_SUFFIXES, discover, read_inside, supported_suffixes, unsupported
+from .errors import LoadError
 from .plugins import plugin_loaders, read_with_plugin
-from .types import LoadedDocument, Skipped
+from .types import LoadedDocument
 
-SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"})
-_LEAVES_FOLDER = "symlink leaves the indexed folder; not followed"
-
-
-def supported_suffixes() -> frozenset[str]:
-    """The built-in file types and those of the installed loader plugins."""
-    return SUPPORTED_SUFFIXES | frozenset(plugin_loaders())
-
-
-class LoadError(RagError):
-    """A file could not be parsed; ``str(err)`` is the reason shown to the user."""
-
-
-def discover(folder: Path, excluded: Iterable[Path] = ()) -> tuple[list[str], list[Skipped]]:
-    """Relative paths ("/" separators) of the files to load, sorted, and the files refused with a reason.
-
-    Symlinks inside the folder are followed (each directory is walked once, so loops end); symlinks that leave it
-    are reported, not followed. Whitespace-only files pass here and fail in ``load_file`` with "empty file".
-    """
-    root = Path(folder).resolve()
-    silent = {Path(p).resolve() for p in excluded}
-    sources: list[str] = []
-    skipped: list[Skipped] = []
-    walked: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        here = Path(dirpath)
-        stat = here.stat()
-        if (stat.st_dev, stat.st_ino) in walked:  # reached again through a symlink: a loop or an alias
-            dirnames[:] = []
-            continue
-        walked.add((stat.st_dev, stat.st_ino))
-        kept = []
-        for name in sorted(dirnames):
-            path = here / name
-            if name.startswith(".") or path.resolve() in silent:
-                continue
-            if path.is_symlink() and not _inside(path.resolve(), root):
-                skipped.append(Skipped(_relative(path, root), _LEAVES_FOLDER))
-                continue
-            kept.append(name)
-        dirnames[:] = kept
-        for name in sorted(filenames):
-            path = here / name
-            if name.startswith(".") or name == POLICY_FILENAME or path.resolve() in silent:
-                continue
-            source = _relative(path, root)
-            reason = _refusal(path, root)
-            if reason:
-                skipped.append(Skipped(source, reason))
-            elif reason is None:
-                sources.append(source)
-    return sorted(sources), sorted(skipped, key=lambda s: s.path)
-
-
-def _refusal(path: Path, root: Path) -> str | None:
-    """Why a file is refused; None to load it, "" to ignore it silently (not a regular file)."""
-    if path.is_symlink():
-        if not _inside(path.resolve(), root):
-            return _LEAVES_FOLDER
-        if not path.exists():
-            return "broken symlink"
-    suffix = path.suffix.lower()
-    if suffix not in supported_suffixes():
-        return _unsupported(suffix)
-    try:
-        if not path.is_file():
-            return ""
-        if path.stat().st_size == 0:
-            return "empty file"
-    except OSError as err:
-        return _one_line(f"cannot read file: {type(err).__name__}: {err}")
-    return None
+__all__ = ["SUPPORTED_SUFFIXES", "LoadError", "discover", "load_bytes", "load_file"]
 
 
 def load_file(folder: Path, source: str) -> LoadedDocument:
-    """Extract the text of ``folder/source``; raises ``LoadError`` with a one-line reason."""
-    path = Path(folder) / source
-    suffix = path.suffix.lower()
+    """Extract the text of ``folder/source`` (reached without following links); raises ``LoadError``."""
+    return load_bytes(source, read_inside(folder, source))
+
+
+def load_bytes(source: str, data: bytes) -> LoadedDocument:
+    """Extract the text of a file's content; ``source`` names it and its suffix picks the parser."""
+    suffix = Path(source).suffix.lower()
     if suffix not in supported_suffixes():
-        raise LoadError(_unsupported(suffix))
+        raise LoadError(unsupported(suffix))
     plugin = suffix in plugin_loaders()
     builtin = {".html": _read_html, ".htm": _read_html, ".pdf": _read_pdf, ".docx": _read_docx}.get(suffix, _read_text)
     try:
-        text, pages = _read_with_plugin(path) if plugin else builtin(path)
+        text, pages = (normalise(read_with_plugin(suffix, data)), []) if plugin else builtin(data)
     except LoadError:
         raise
-    except Exception as err:  # noqa: BLE001 - any parser failure skips this file, with the reason
+    except Exception as err:  # noqa: BLE001 - any parser or plugin failure skips this file, with the reason
         kind = {".pdf": "broken PDF", ".docx": "broken DOCX"}.get(suffix, "cannot read file")
         kind = "loader plugin failed" if plugin else kind
         raise LoadError(_one_line(f"{kind}: {type(err).__name__}: {err}")) from err
@@ -151,12 +83,8 @@ def decode(data: bytes) -> str:
     return text
 
 
-def _read_with_plugin(path: Path) -> tuple[str, list]:
-    return normalise(read_with_plugin(path)), []
-
-
-def _read_text(path: Path) -> tuple[str, list]:
-    return normalise(decode(path.read_bytes())), []
+def _read_text(data: bytes) -> tuple[str, list]:
+    return normalise(decode(data)), []
 
 
 _DROP_TAGS = ["script", "style", "noscript", "template", "head", "svg", "iframe", "object", "canvas"]
@@ -169,10 +97,10 @@ _LINE, _PARAGRAPH = "\ue000", "\ue001"  # markers for the breaks between blocks,
 _BREAKS = re.compile(f"\\s*[{_LINE}{_PARAGRAPH}][\\s{_LINE}{_PARAGRAPH}]*")
 
 
-def _read_html(path: Path) -> tuple[str, list]:
+def _read_html(data: bytes) -> tuple[str, list]:
     from bs4 import BeautifulSoup, NavigableString
 
-    soup = BeautifulSoup(decode(path.read_bytes()), "html.parser")
+    soup = BeautifulSoup(decode(data), "html.parser")
     title = " ".join(soup.title.get_text().split()) if soup.title else ""
     for tag in soup.find_all(_DROP_TAGS) + soup.find_all(attrs={"hidden": True}):
         if not tag.decomposed:  # not already gone with an enclosing tag
@@ -194,13 +122,13 @@ def _read_html(path: Path) -> tuple[str, list]:
     return normalise(body), []
 
 
-def _read_pdf(path: Path) -> tuple[str, list[tuple[int, int]]]:
+def _read_pdf(data: bytes) -> tuple[str, list[tuple[int, int]]]:
     import logging
 
     from pypdf import PdfReader
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # its repair warnings would be noise; failures raise
-    reader = PdfReader(str(path))
+    reader = PdfReader(io.BytesIO(data))
     if reader.is_encrypted:
         try:
             opened = reader.decrypt("")  # many PDFs are "encrypted" with an empty password, for permissions only
@@ -221,12 +149,12 @@ def _read_pdf(path: Path) -> tuple[str, list[tuple[int, int]]]:
     return "\n\n".join(parts), pages
 
 
-def _read_docx(path: Path) -> tuple[str, list]:
+def _read_docx(data: bytes) -> tuple[str, list]:
     import docx
     from docx.table import Table
 
     blocks = []
-    for block in docx.Document(str(path)).iter_inner_content():  # paragraphs and tables, in document order
+    for block in docx.Document(io.BytesIO(data)).iter_inner_content():  # paragraphs and tables, in document order
         if isinstance(block, Table):
             rows = []
             for row in block.rows:
@@ -240,18 +168,6 @@ def _read_docx(path: Path) -> tuple[str, list]:
         elif block.text.strip():
             blocks.append(block.text)
     return normalise("\n\n".join(blocks)), []
-
-
-def _unsupported(suffix: str) -> str:
-    return f"unsupported file type {suffix or '(none)'!r} (supported: {', '.join(sorted(supported_suffixes()))})"
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
 
 
 def _one_line(message: str, limit: int = 200) -> str:

@@ -6,7 +6,8 @@ A plugin declares, in its ``pyproject.toml``::
     csv = "docrag_csv:load"
 
 The entry point's name is a file suffix (with or without the dot, any case). Its value is a callable that takes the
-file's ``Path`` and returns the document's text as ``str``; docrag normalises it (``loaders.normalise``) and chunks
+file's content as ``bytes`` (read by docrag without following links, so a plugin never opens a path an attacker
+could swap) and returns the document's text as ``str``; docrag normalises it (``loaders.normalise``) and chunks
 it like any other document. A plugin for a built-in suffix replaces the built-in loader. When two plugins name the
 same suffix, the one whose distribution name sorts first wins, so the choice does not depend on install order.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
 
 GROUP = "docrag.loaders"
 
@@ -33,13 +33,13 @@ def plugin_loaders() -> dict[str, EntryPoint]:
     return found
 
 
-def read_with_plugin(path: Path) -> str | None:
-    """The text a plugin extracts from ``path``, or None when no plugin takes its suffix. Raises what the plugin
-    raises (``loaders.load_file`` turns it into a skip reason)."""
-    entry_point = plugin_loaders().get(path.suffix.lower())
+def read_with_plugin(suffix: str, data: bytes) -> str | None:
+    """The text a plugin extracts from a file's content, or None when no plugin takes its suffix. Raises what the
+    plugin raises (``loaders.load_bytes`` turns it into a skip reason)."""
+    entry_point = plugin_loaders().get(suffix)
     if entry_point is None:
         return None
-    text = entry_point.load()(path)
+    text = entry_point.load()(data)
     if not isinstance(text, str):
         raise TypeError(f"loader {entry_point.value} returned {type(text).__name__}, not str")
     return text

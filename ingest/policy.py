@@ -2,14 +2,20 @@
 
 Pure logic: parse and validate the TOML, then map each document path to its principals. The last matching
 rule wins; documents no rule matches get the default. Without a policy, everything is open to everyone.
+
+Paths and globs are compared in Unicode NFC (a folder named ``résumés`` in NFD, as macOS writes it, still matches an
+NFC rule), and case-blind where the folder's file system is (``fold_case``): there ``Board/`` and ``board/`` are the
+same folder, so a rule for one must cover the other.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,7 @@ class Rule:
     path: str
     allow: tuple[str, ...]
     pattern: re.Pattern
+    folded: re.Pattern  # the same glob, case-blind
 
 
 class Policy:
@@ -37,6 +44,7 @@ class Policy:
         self.rules = rules
         self.source = source
         self.is_open = is_open
+        self.fold_case = False  # set where the folder's file system ignores case (discovery.is_case_insensitive)
 
     @classmethod
     def open_to_everyone(cls) -> Policy:
@@ -74,16 +82,41 @@ class Policy:
     def principals_for(self, source: str) -> frozenset[str]:
         if self.is_open:
             return frozenset({EVERYONE})
+        key = _nfc(source)
         for rule in reversed(self.rules):
-            if rule.pattern.match(source):
+            if self._matches(rule, key):
                 return frozenset(rule.allow)
         return frozenset({EVERYONE}) if self.default == "allow" else frozenset()
 
     def matching_rule(self, source: str) -> str:
+        key = _nfc(source)
         for n in range(len(self.rules), 0, -1):
-            if self.rules[n - 1].pattern.match(source):
+            if self._matches(self.rules[n - 1], key):
                 return f"rule {n} ({self.rules[n - 1].path})"
         return f"default ({self.default})"
+
+    def warnings(self, sources: Iterable[str]) -> list[str]:
+        """One line per rule that can never apply, or applies to no document now, naming it and what to fix."""
+        keys = [_nfc(s) for s in sources]
+        out = []
+        for n, rule in enumerate(self.rules, start=1):
+            label = f"{self.source}: rule {n} (path {rule.path!r})"
+            segments = rule.path.strip().lstrip("/").split("/")
+            if ".." in segments:
+                out.append(
+                    f"{label} contains '..', which never matches: rules match paths inside the folder as written"
+                )
+            elif not any(self._matches(rule, key) for key in keys):
+                hint = ""
+                if rule.path.strip().endswith("/"):
+                    hint = f": it names a folder; write {rule.path.strip() + '**'!r} for the files in it"
+                elif any(rule.folded.match(key) for key in keys):
+                    hint = ": it would match ignoring case; check the capitalisation"
+                out.append(f"{label} matches no document{hint}")
+        return out
+
+    def _matches(self, rule: Rule, key: str) -> bool:
+        return bool((rule.folded if self.fold_case else rule.pattern).match(key))
 
     def rule_coverage(self, sources: Iterable[str]) -> list[tuple[str, int]]:
         """How many documents each rule decides (the last matching one), then the default."""
@@ -106,11 +139,19 @@ class Policy:
 
 
 def find_policy(folder: Path, acl: Path | None) -> Policy:
-    """``--acl FILE`` wins; else ``FOLDER/.rag-acl.toml``; else open to everyone."""
+    """``--acl FILE`` wins; else ``FOLDER/.rag-acl.toml``; else open to everyone.
+
+    A ``.rag-acl.toml`` that exists in any form but cannot be read (a broken symlink, a folder) is an error, never
+    "no policy": a policy that is there but unreadable must not open everything.
+    """
     if acl is not None:
         return Policy.load(acl)
     candidate = Path(folder) / POLICY_FILENAME
-    return Policy.load(candidate) if candidate.is_file() else Policy.open_to_everyone()
+    if candidate.is_file():
+        return Policy.load(candidate)
+    if os.path.lexists(candidate):
+        raise PolicyError(f"{candidate}: exists but is not a readable file (a broken symlink?); fix or remove it")
+    return Policy.open_to_everyone()
 
 
 def _parse_groups(raw, source: str) -> dict[str, list[str]]:
@@ -149,7 +190,9 @@ def _parse_rule(raw, n: int, source: str, groups: dict) -> Rule:
         raise PolicyError(f"{where}: 'allow' must be a list of principals")
     for principal in allow:
         _check_principal(principal, where, groups)
-    return Rule(raw["path"], tuple(sorted(set(allow))), compile_glob(raw["path"], where))
+    glob = _nfc(raw["path"])
+    pattern = compile_glob(glob, where)
+    return Rule(raw["path"], tuple(sorted(set(allow))), pattern, re.compile(pattern.pattern, re.IGNORECASE))
 
 
 def _check_principal(principal: str, where: str, groups: dict) -> None:
@@ -198,3 +241,7 @@ def compile_glob(glob: str, where: str = "glob") -> re.Pattern:
         return re.compile("".join(out) + r"\Z")
     except re.error as err:
         raise PolicyError(f"{where}: bad glob {glob!r}: {err}") from err
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)

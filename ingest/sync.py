@@ -19,11 +19,13 @@ import numpy as np
 
 from .catalog import FORMAT_VERSION, document_title
 from .chunking import Chunker
+from .discovery import DEFAULT_MAX_FILE_BYTES, Found, is_case_insensitive, read_inside, too_large, walk
 from .embedding import Embedder
-from .errors import EmbedderMismatchError, UsageError
-from .loaders import LoadError, discover, load_file
-from .policy import find_policy
-from .store import GenerationWriter, current_generation, open_index, writer_lock
+from .errors import EmbedderMismatchError, LoadError, PolicyError, UsageError
+from .loaders import load_bytes
+from .paths import POLICY_FILENAME
+from .policy import Policy, find_policy
+from .store import GenerationWriter, current_generation, open_index, recorded_meta, writer_lock
 from .types import Chunk, Skipped
 
 EMBED_BATCH = 256  # chunks per progress step; sentence-transformers batches further inside
@@ -38,6 +40,7 @@ class IndexReport:
     documents: int = 0
     chunks: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # policy rules that match nothing, --no-acl's consequence
     permissions_changed: int = 0
     chunks_embedded: int = 0
     seconds: float = 0.0
@@ -69,17 +72,30 @@ def index_folder(
     overlap: int | None = None,
     vector_kind: str = "flat",
     progress: bool | None = None,
+    no_acl: bool = False,
+    purge: bool = False,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> IndexReport:
+    """Bring the index at ``index_dir`` in step with ``folder``.
+
+    ``no_acl`` indexes without any policy even where the index was built with one (which otherwise fails closed);
+    ``purge`` writes a compacted generation even when nothing changed, so deleted text is gone from the files.
+    """
     started = time.perf_counter()
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder; give the folder of documents to index")
+    if no_acl and acl is not None:
+        raise UsageError(f"--acl {acl} and --no-acl contradict each other; give one of them")
     folder = folder.resolve()
     index_dir = Path(index_dir).expanduser().resolve()
-    policy = find_policy(folder, Path(acl).resolve() if acl else None)
+    acl = Path(acl).resolve() if acl else None
+    policy = Policy.open_to_everyone() if no_acl else find_policy(folder, acl)
+    policy.fold_case = is_case_insensitive(folder)
     show = sys.stderr.isatty() if progress is None else progress
 
     with writer_lock(index_dir):
+        dropped_policy = _fail_closed(recorded_meta(index_dir, "policy"), policy, no_acl, index_dir)
         live = None if rebuild or current_generation(index_dir) is None else open_index(index_dir)
         try:
             previous = live.catalog.documents() if live else {}
@@ -88,44 +104,40 @@ def index_folder(
             if live:
                 live.close()
         chunker = Chunker(embedder.token_len, params["chunk_size"], params["overlap"])
-        excluded = [index_dir] + ([Path(acl).resolve()] if acl else [])
-        sources, skipped = discover(folder, excluded=excluded)
-        report = IndexReport(skipped=list(skipped))
+        found, skipped = walk(folder, excluded=[index_dir, folder / POLICY_FILENAME] + ([acl] if acl else []))
+        found, aliased = _refuse_differing_hard_links(found, policy)
+        report = IndexReport(skipped=skipped + aliased)
 
         pending: list[_Pending] = []
         stat_only: dict[int, tuple[int, int]] = {}
         kept: set[str] = set()
-        for source in _progress(sources, show, "Reading"):
-            path = folder / source
-            stat = path.stat()
-            old = previous.get(source)
+        for item in _progress(found, show, "Reading"):
+            source, old = item.source, previous.get(item.source)
+            if item.size > max_file_bytes:
+                report.skipped.append(Skipped(source, too_large(item.size, max_file_bytes)))
+                continue
             kept.add(source)
-            if old and old.mtime_ns == stat.st_mtime_ns and old.size == stat.st_size:
+            if old and old.mtime_ns == item.mtime_ns and old.size == item.size:
                 report.unchanged += 1
                 continue
             try:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError as err:  # unreadable (permissions, vanished): skip it, keep any previous version
-                report.skipped.append(Skipped(source, f"cannot read file: {err.strerror or err}"))
-                if old:
+                data = read_inside(folder, source, expected=item, max_bytes=max_file_bytes)
+                digest = hashlib.sha256(data).hexdigest()
+                if old and old.hash == digest:
                     report.unchanged += 1
-                continue
-            if old and old.hash == digest:
-                report.unchanged += 1
-                stat_only[old.id] = (stat.st_mtime_ns, stat.st_size)
-                continue
-            try:
-                document = load_file(folder, source)
-                chunks = chunker.split(document)
-            except LoadError as err:
+                    stat_only[old.id] = (item.mtime_ns, item.size)
+                    continue
+                chunks = chunker.split(load_bytes(source, data))
+            except LoadError as err:  # unreadable, changed under us, unparsable: keep the last good version
                 report.skipped.append(Skipped(source, str(err)))
-                if old:  # keep the last good version rather than lose it; the next run retries
+                if old:
                     report.unchanged += 1
                 continue
             if not chunks:
                 report.skipped.append(Skipped(source, "no text to index"))
                 continue
-            pending.append(_Pending(source, digest, stat.st_mtime_ns, stat.st_size, chunks, old.id if old else None))
+            pending.append(_Pending(source, digest, item.mtime_ns, item.size, chunks, old.id if old else None))
+        report.skipped.sort(key=lambda s: s.path)
 
         deleted = [record for source, record in previous.items() if source not in kept]
         principals = {source: policy.principals_for(source) for source in kept}
@@ -136,6 +148,12 @@ def index_folder(
         report.added = sum(1 for p in pending if p.replaces is None)
         report.updated = len(pending) - report.added
         report.deleted = len(deleted)
+        report.warnings = policy.warnings(sorted(kept)) if not policy.is_open else []
+        if dropped_policy:
+            report.warnings.append(
+                f"--no-acl: the policy {dropped_policy} no longer applies; all {len(kept)} documents are now readable "
+                "by everyone, anonymous included"
+            )
 
         meta = {
             "format_version": FORMAT_VERSION,
@@ -153,12 +171,14 @@ def index_folder(
             },
             "groups": policy.groups,
         }
-        nothing_to_do = not (pending or deleted or stat_only or changed_permissions)
+        nothing_to_do = not (pending or deleted or stat_only or changed_permissions or purge)
         if nothing_to_do and not rebuild and live is not None and _meta_unchanged(index_dir, meta):
             _finish(report, index_dir, started)
             return report
 
-        writer = GenerationWriter(index_dir, embedder.dimension, kind=vector_kind, rebuild=rebuild or live is None)
+        writer = GenerationWriter(
+            index_dir, embedder.dimension, kind=vector_kind, rebuild=rebuild or live is None, compact=purge
+        )
         try:
             with writer.catalog.transaction():
                 _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report)
@@ -173,6 +193,40 @@ def index_folder(
         report.wrote_generation = writer.name
         _finish(report, index_dir, started)
         return report
+
+
+def _fail_closed(recorded: dict | None, policy: Policy, no_acl: bool, index_dir: Path) -> str | None:
+    """An index built with a policy never silently loses it: a run without one is refused unless ``no_acl`` says
+    so. Returns the policy that ``no_acl`` dropped (for the warning that says what became readable), else None."""
+    if not recorded or recorded.get("open", True) or not policy.is_open:
+        return None
+    was = recorded.get("source") or "a permission policy"
+    if not no_acl:
+        raise PolicyError(
+            f"index at {index_dir} was built with the permission policy {was}, but this run has none "
+            f"(no --acl and no {POLICY_FILENAME} in the folder); restore it or give --acl FILE. To make every "
+            "document readable by everyone, anonymous included, run again with --no-acl"
+        )
+    return was
+
+
+def _refuse_differing_hard_links(found: list[Found], policy: Policy) -> tuple[list[Found], list[Skipped]]:
+    """A file reachable by several names (hard links) is indexed only if the policy gives every name the same
+    readers; otherwise no name is indexed, since a link made in an open folder would publish the file."""
+    by_inode: dict[tuple[int, int], list[Found]] = {}
+    for item in found:
+        by_inode.setdefault((item.device, item.inode), []).append(item)
+    refused: set[str] = set()
+    skipped: list[Skipped] = []
+    for names in by_inode.values():
+        if len(names) > 1 and len({policy.principals_for(n.source) for n in names}) > 1:
+            for item in names:
+                others = ", ".join(n.source for n in names if n is not item)
+                refused.add(item.source)
+                skipped.append(
+                    Skipped(item.source, f"hard link to the same file as {others} under other permissions; not indexed")
+                )
+    return [f for f in found if f.source not in refused], skipped
 
 
 def _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report) -> None:
@@ -192,11 +246,9 @@ def _apply(writer, pending, deleted, stat_only, changed_permissions, principals,
 
     ids: list[int] = []
     texts: list[str] = []
-    next_id = catalog.next_chunk_id()
     for item in pending:
         doc_id = catalog.add_document(item.source, item.hash, item.mtime_ns, item.size, principals[item.source])
-        ids += catalog.add_chunks(doc_id, next_id, item.chunks)
-        next_id += len(item.chunks)
+        ids += catalog.add_chunks(doc_id, item.chunks)
         texts += [embedding_text(item.source, chunk) for chunk in item.chunks]
     batches = range(0, len(texts), EMBED_BATCH)
     for start in _progress(batches, show and len(texts) > EMBED_BATCH, "Embedding", unit_scale=EMBED_BATCH):

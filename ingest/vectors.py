@@ -18,11 +18,12 @@ sets) inside ``SearchParameters``; ``IDSelectorBatch`` is used when the ids are 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexCorruptError
+from .errors import IndexCorruptError, IndexWriteError
 
 KINDS = ("flat", "hnsw", "ivf")
 # Below this permitted fraction, HNSW under a filter comes up short (fewer than k, lower recall): search the
@@ -144,7 +145,15 @@ class VectorIndex:
     def save(self, path: Path) -> None:
         import faiss
 
-        faiss.write_index(self._index, str(path))
+        try:
+            faiss.write_index(self._index, str(path))
+        except RuntimeError as err:  # FAISS reports a short write (a full disk) as a RuntimeError with C++ context
+            last = re.search(r"\(([^()]*)\)\s*$", str(err))
+            reason = last.group(1) if last else str(err).splitlines()[-1][-160:]
+            raise IndexWriteError(
+                f"cannot write the vector file {path} ({reason}); free some space and run again, the previous "
+                "index is intact"
+            ) from err
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from ingest.errors import RagError, UsageError
 from ingest.paths import default_index_dir
 
 from .factories import ModelFactories
+from .terminal import DISK_FULL, one_line_error, printable
 
 INDEX_DIR_HELP = "Index directory. Default: $RAG_INDEX_DIR, else ./.rag"
+DEFAULT_MAX_FILE_MB = 16.0  # ingest.discovery.DEFAULT_MAX_FILE_BYTES, without importing ingest at --help time
 
 
 class _Group(click.Group):
@@ -27,10 +30,11 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except RagError as err:
-            if ctx.obj and ctx.obj.get("debug"):
+        except (RagError, sqlite3.DatabaseError, OSError) as err:
+            other_os_error = isinstance(err, OSError) and err.errno not in DISK_FULL
+            if other_os_error or (ctx.obj and ctx.obj.get("debug")):
                 raise
-            click.echo(f"Error: {err}", err=True)
+            click.echo(f"Error: {one_line_error(err)}", err=True)
             ctx.exit(2 if isinstance(err, UsageError) else 1)
         except KeyboardInterrupt:
             click.echo("Interrupted; the previous index is intact.", err=True)
@@ -127,6 +131,24 @@ def cli(ctx: click.Context, debug: bool) -> None:
     help="Permission policy (TOML). Default: PATH/.rag-acl.toml if present; without one, everything is readable by everyone.",
 )
 @click.option(
+    "--no-acl",
+    is_flag=True,
+    help="Index without any policy even though the index was built with one: every document becomes readable by "
+    "everyone, anonymous included. Without this flag such a run is refused.",
+)
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also compact the catalog (VACUUM, keyword index merged) so deleted documents' words are gone from the files.",
+)
+@click.option(
+    "--max-file-size",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULT_MAX_FILE_MB,
+    show_default=True,
+    help="Largest file to index, in MB; larger ones are skipped with a reason.",
+)
+@click.option(
     "--embedder", default=None, help="sentence-transformers model name or path. Default: the bundled all-MiniLM-L6-v2."
 )
 @click.option(
@@ -152,8 +174,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
     help="FAISS index type; hnsw/ivf are approximate, for very large folders.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_kind, as_json):
-    """Index the documents in PATH (incremental: adds, updates and deletes; embeds only what changed)."""
+def index(
+    path, index_dir, acl, no_acl, purge, max_file_size, embedder, rebuild, chunk_size, overlap, vector_kind, as_json
+):
+    """Index the documents in PATH (incremental: adds, updates and deletes; embeds only what changed).
+
+    Symlinks inside PATH are not followed: each file is indexed once, under its real path, with that path's
+    permissions. An index built with a permission policy refuses a run without one unless --no-acl is given.
+    """
+    from ingest.embedding import check_recorded_embedder
     from ingest.store import current_generation, open_index
     from ingest.sync import index_folder
 
@@ -162,7 +191,7 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
         raise UsageError(f"--acl {acl}: no such file")
     if embedder is None and not rebuild and current_generation(index_dir):
         live = open_index(index_dir, check=False)
-        embedder = live.meta("embedder")  # keep the index's own embedder unless told otherwise
+        embedder = check_recorded_embedder(live.meta("embedder"), index_dir)  # keep the index's own embedder
         live.close()
     model = _models().embedder(embedder)
     report = index_folder(
@@ -174,19 +203,26 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
         chunk_size=chunk_size,
         overlap=overlap,
         vector_kind=vector_kind,
+        no_acl=no_acl,
+        purge=purge,
+        max_file_bytes=int(max_file_size * 1e6),
     )
     if as_json:
         _emit_json(report.to_json())
+        for warning in report.warnings:  # stdout is JSON; the warnings are also in it
+            click.echo(f"Warning: {printable(warning)}", err=True)
         return
     click.echo(
-        f"Indexed {path} into {index_dir}: {report.added} added, {report.updated} updated, {report.deleted} deleted, "
-        f"{report.unchanged} unchanged ({report.documents} documents, {report.chunks} chunks, "
-        f"{report.chunks_embedded} embedded, {report.seconds:.1f} s)."
+        f"Indexed {printable(str(path))} into {printable(str(index_dir))}: {report.added} added, "
+        f"{report.updated} updated, {report.deleted} deleted, {report.unchanged} unchanged ({report.documents} "
+        f"documents, {report.chunks} chunks, {report.chunks_embedded} embedded, {report.seconds:.1f} s)."
     )
     if report.permissions_changed:
         click.echo(f"Permissions changed for {_count(report.permissions_changed, 'document')} (nothing re-embedded).")
     for skipped in report.skipped:
-        click.echo(f"  skipped {skipped.path}: {skipped.reason}", err=True)
+        click.echo(f"  skipped {printable(skipped.path)}: {printable(skipped.reason)}", err=True)
+    for warning in report.warnings:
+        click.echo(f"Warning: {printable(warning)}", err=True)
 
 
 @cli.command()
@@ -213,70 +249,73 @@ def search(query, index_dir, user, k, embedder, retrieval, as_json):
     if not results:
         click.echo("No results.")
     for r in results:
-        where = f"{r.source}" + (f" p.{r.page}" if r.page else "")
-        snippet = " ".join(r.text.split())
+        where = printable(r.source) + (f" p.{r.page}" if r.page else "")
+        snippet = printable(" ".join(r.text.split()))
         click.echo(f"{r.rank:>2}. {r.score:.3f}  {where}  [chunk {r.chunk_id}]")
         click.echo(f"    {snippet[:240]}{'...' if len(snippet) > 240 else ''}")
 
 
 @cli.command()
 @_index_dir_option
+@click.option("--user", default=None, help="Also show how many documents this user may read, and their groups.")
+@click.option(
+    "--policy",
+    "show_policy",
+    is_flag=True,
+    help="The index owner's view: rule globs, documents per rule and group members (hidden by default, since they "
+    "describe restricted documents).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
-def status(index_dir, as_json):
-    """Show what an index holds: documents, chunks, embedder, and the permission policy in force."""
+def status(index_dir, user, show_policy, as_json):
+    """Show what an index holds: documents, chunks, embedder, and whether a permission policy is in force."""
     from ingest.store import open_index
+
+    from .status import status_data
 
     index_dir = _resolve_index_dir(index_dir)
     live = open_index(index_dir)
     try:
-        policy = live.meta("policy", {}) or {}
-        data = {
-            "documents": live.catalog.document_count(),
-            "chunks": live.catalog.chunk_count(),
-            "embedder": live.meta("embedder"),
-            "dimension": live.meta("dimension"),
-            "acl": not policy.get("open", True),
-            "policy": policy.get("source"),
-            "default": policy.get("default"),
-            "rules": [{"rule": rule, "documents": n} for rule, n in policy.get("coverage", [])],
-            "groups": live.meta("groups", {}),
-            "folder": live.meta("folder"),
-            "index_dir": str(index_dir),
-            "generation": live.generation,
-            "indexed_at": live.meta("indexed_at"),
-            "chunk_size": live.meta("chunk_size"),
-            "overlap": live.meta("overlap"),
-            "vector_index": live.meta("vector_kind"),
-        }
+        data = status_data(live, user=user, policy=show_policy)
     finally:
         live.close()
     if as_json:
         _emit_json(data)
         return
-    click.echo(f"Index {index_dir} ({data['generation']}, indexed {data['indexed_at']})")
-    click.echo(f"  folder:    {data['folder']}")
+    click.echo(f"Index {printable(str(index_dir))} ({data['generation']}, indexed {data['indexed_at']})")
+    click.echo(f"  folder:    {printable(str(data['folder']))}")
     click.echo(f"  documents: {data['documents']}   chunks: {data['chunks']}")
-    click.echo(f"  embedder:  {data['embedder']} ({data['dimension']} dims, {data['vector_index']} index)")
+    click.echo(
+        f"  embedder:  {printable(str(data['embedder']))} ({data['dimension']} dims, {data['vector_index']} index)"
+    )
     if data["acl"]:
-        click.echo(f"  policy:    {data['policy']} (default {data['default']})")
-        for rule in data["rules"]:
-            click.echo(f"    {rule['rule']}: {_count(rule['documents'], 'document')}")
+        click.echo(f"  policy:    {printable(str(data['policy']))}")
     else:
         click.echo("  policy:    none; every document is readable by everyone")
+    if "user" in data:
+        mine = data["user"]
+        groups = ", ".join(mine["groups"]) or "none"
+        click.echo(f"  user {printable(user)}: may read {_count(mine['documents'], 'document')} (groups: {groups})")
+    if show_policy and data["acl"]:
+        click.echo(f"  default:   {data['default']}")
+        for rule in data["rules"]:
+            click.echo(f"    {printable(rule['rule'])}: {_count(rule['documents'], 'document')}")
+        for name, members in sorted(data["groups"].items()):
+            click.echo(f"    group {name}: {', '.join(members) or '(empty)'}")
 
 
 def _print_answer(answer, streamed: bool) -> None:
     if answer.abstained:
         if not streamed:
             click.echo("I don't know.")
-        click.echo(click.style(f"  ({answer.reason})", dim=True) if answer.reason else "", nl=bool(answer.reason))
+        reason = printable(answer.reason or "")
+        click.echo(click.style(f"  ({reason})", dim=True) if reason else "", nl=bool(reason))
         return
     if not streamed:
-        click.echo(answer.answer)
+        click.echo(printable(answer.answer))
     if answer.citations:
         click.echo("Sources:")
         for c in answer.citations:
-            click.echo(f"  [{c.n}] {c.source} (chunk {c.chunk_id}, score {c.score:.3f})")
+            click.echo(f"  [{c.n}] {printable(c.source)} (chunk {c.chunk_id}, score {c.score:.3f})")
 
 
 @cli.command()
@@ -312,7 +351,7 @@ def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_to
     if k is not None:
         kwargs["k"] = k
     if stream:
-        kwargs["on_token"] = lambda token: click.echo(token, nl=False)
+        kwargs["on_token"] = lambda token: click.echo(printable(token), nl=False)
     answer = answer_question(retriever, model, question, **kwargs)
     if as_json:
         _emit_json(answer.to_json())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ingest.errors import RagError, UsageError
 from ingest.paths import bundled_corpus
+from ingest.store import claim_index_dir as claim_for_docrag
 
 # Written into an --index-dir that the demo creates: the demo rebuilds only an index that carries it.
 DEMO_MARKER = ".rag-demo"
@@ -48,7 +49,7 @@ def claim_index_dir(index_dir: Path) -> None:
                 f"--index-dir {index_dir} is not empty and was not created by `rag demo`; the demo would rebuild "
                 "it from scratch. Give a new or empty folder, or leave --index-dir out for a temporary index"
             )
-    index_dir.mkdir(parents=True, exist_ok=True)
+    claim_for_docrag(index_dir)  # marks it a docrag index dir first, so indexing accepts the demo's marker beside it
     marker.write_text("Created by `rag demo`, which may rebuild the index in this folder.\n")
 
 

@@ -9,7 +9,8 @@ chunks by BM25 over the catalog's FTS5 table and fuses the two rankings by recip
 exact names, codes and numbers that a small embedder blurs, embeddings find paraphrases. Measured on the bundled demo
 QA train split (141 answerable questions), the chunk holding the answer is in the top 5 for 92% of questions with
 dense MiniLM search, 94% with BM25, 99% with RRF of the two (top 1: 65% / 67% / 73%). Both candidate lists are drawn
-from the permitted ids only, so hybrid results are as private and as full as dense ones.
+from the permitted ids only, so hybrid results are as private and as full as dense ones; BM25 reads only the keyword
+tables of the permission classes the user may read, so its scores and order never depend on other documents.
 ``SearchResult.score`` is the cosine in both modes (abstention thresholds are calibrated on it); hybrid results are
 in fused order, so their scores need not decrease.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.embedding import Embedder, load_embedder
+from ingest.embedding import Embedder, check_recorded_embedder, load_embedder
 from ingest.errors import EmbedderMismatchError, UsageError
 from ingest.store import OpenIndex, current_generation, open_index
 
@@ -77,8 +78,9 @@ class Retriever:
             built_with = self.index.meta("embedder")
             arg = self._embedder_arg
             if arg is None or isinstance(arg, str):
-                # Default to the embedder that built the index: a query must live in the same vector space.
-                name = built_with if arg is None else arg
+                # Default to the embedder that built the index: a query must live in the same vector space. A model
+                # path read from the index's own files is not loaded unless the user names it (docs/security.md).
+                name = check_recorded_embedder(built_with, self.index_dir) if arg is None else arg
                 self._embedder = self._load(name)
             else:
                 self._embedder = arg
@@ -119,6 +121,10 @@ class Retriever:
     def embed_query(self, query: str) -> np.ndarray:
         if not query.strip():
             raise UsageError("the query is empty; give some words to search for")
+        try:
+            query.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python's argv as lone surrogates
+            raise UsageError("the query is not valid UTF-8 text; check the terminal's encoding") from None
         return self.embedder.embed([query])[0]
 
     def search_vector(self, vector: np.ndarray, k: int, user: str | None = None) -> list[SearchResult]:
@@ -136,8 +142,12 @@ class Retriever:
         # Both lists come from inside the permitted set, and dense alone has min(n, readable) >= min(k, readable)
         # ids: the fused top-k is full whenever the user may read k chunks, however few words match.
         dense = filtered_search(index.vectors, vector, n, permitted)
-        allowed = None if permitted is None else _member_of(permitted)
-        lexical = index.catalog.lexical_search(query, n, allowed=allowed)
+        principals = self.principals(user)
+        lexical = index.catalog.lexical_search(
+            query,
+            n,
+            readable=None if permitted is None else lambda doc_principals: readable(doc_principals, principals),
+        )
         fused = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in lexical]])[:k]
         cosine = dict(dense)
         missing = np.asarray(sorted(set(fused) - cosine.keys()), dtype=np.int64)
@@ -176,14 +186,3 @@ def reciprocal_rank_fusion(rankings: list[list[int]], constant: int = RRF_K) -> 
         for rank, item in enumerate(ranking, start=1):
             scores[item] = scores.get(item, 0.0) + 1.0 / (constant + rank)
     return sorted(scores, key=lambda item: -scores[item])  # stable sort: ties stay in insertion order
-
-
-def _member_of(sorted_ids: np.ndarray) -> Callable[[int], bool]:
-    """Membership in a sorted id array by binary search: no per-query set of a possibly large permitted list."""
-    size = len(sorted_ids)
-
-    def allowed(chunk_id: int) -> bool:
-        position = int(np.searchsorted(sorted_ids, chunk_id))
-        return position < size and int(sorted_ids[position]) == chunk_id
-
-    return allowed

@@ -80,7 +80,9 @@ def make_format_1(index_dir: Path) -> None:
 
     db = sqlite3.connect(index_dir / current_generation(index_dir) / CATALOG_FILE)
     with db:
-        db.execute("DROP TABLE chunks_fts")
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'fts_class_*'").fetchall():
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+        db.execute("DROP TABLE classes")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
     db.close()
 

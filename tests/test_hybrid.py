@@ -27,18 +27,28 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def new_catalog(path: Path, texts: list[str]) -> Catalog:
-    """A catalog with one document per text, one chunk each; chunk ids are 1..len(texts) in order."""
-    catalog = Catalog(path)
-    with catalog.transaction():
-        for n, text in enumerate(texts, start=1):
-            doc_id = catalog.add_document(f"doc{n}.txt", str(n), 0, len(text), ["*"])
-            catalog.add_chunks(doc_id, n, [Chunk(0, len(text), text)])
-    return catalog
+class NumberedCatalog:
+    """A catalog with one document per text, one chunk each, numbered 1..len(texts) in order; ``principals[n]``
+    (default everyone) are text n's readers. Searches answer in those numbers, not in the catalog's chunk ids."""
+
+    def __init__(self, path: Path, texts: list[str], principals: dict[int, list[str]] | None = None) -> None:
+        self.catalog = Catalog(path)
+        self.number: dict[int, int] = {}
+        with self.catalog.transaction():
+            for n, text in enumerate(texts, start=1):
+                readers = (principals or {}).get(n, ["*"])
+                doc_id = self.catalog.add_document(f"doc{n}.txt", str(n), 0, len(text), readers)
+                [chunk_id] = self.catalog.add_chunks(doc_id, [Chunk(0, len(text), text)])
+                self.number[chunk_id] = n
+
+    def lexical_search(self, query: str, limit: int, readable=None) -> list[tuple[int, float]]:
+        return [(self.number[i], s) for i, s in self.catalog.lexical_search(query, limit, readable=readable)]
 
 
 def fts_ids(catalog: Catalog) -> list[int]:
-    return [r[0] for r in catalog._db.execute("SELECT rowid FROM chunks_fts ORDER BY rowid")]
+    """Every keyword row's chunk id, sorted, over all permission classes."""
+    tables = catalog._class_tables()
+    return sorted(r[0] for t in tables for r in catalog._db.execute(f"SELECT rowid FROM {t}"))
 
 
 # --- the keyword index in the catalog -----------------------------------------------------------------------
@@ -58,7 +68,7 @@ def test_keyword_index_follows_the_chunks_through_incremental_runs(tmp_path):
             by_source = {}
             for record in live.catalog.iter_chunks():
                 by_source.setdefault(record.source, set()).add(record.id)
-            assert fts_ids(live.catalog) == live.catalog.chunk_ids()  # one keyword row per chunk, same ids
+            assert fts_ids(live.catalog) == sorted(live.catalog.chunk_ids())  # one keyword row per chunk, same ids
             return {i for i, _ in live.catalog.lexical_search(query, 50)}, by_source
         finally:
             live.close()
@@ -77,36 +87,42 @@ def test_keyword_index_follows_the_chunks_through_incremental_runs(tmp_path):
     assert Retriever(index_dir, embedder=embedder).search("quokka knead", k=10, mode="hybrid")  # dense still fills k
 
 
-def test_lexical_search_filters_before_the_cut(tmp_path):
-    # The 10 best matches for "budget" are someone else's; the 6 weaker ones are the user's.
+def test_lexical_search_reads_only_the_readable_classes(tmp_path):
+    # The 10 best matches for "budget" are someone else's; the 6 weaker ones are everyone's.
     secret = ["budget budget budget"] * 10
     mine = [f"the budget for team {n} and many other words about people, places and plans" for n in range(6)]
-    catalog = new_catalog(tmp_path / "c.sqlite", secret + mine)
-    allowed_ids = set(range(11, 17))
-    assert {i for i, _ in catalog.lexical_search("budget", 10)} == set(range(1, 11))
-    hits = catalog.lexical_search("budget", 5, allowed=allowed_ids.__contains__)
-    assert len(hits) == 5 and {i for i, _ in hits} <= allowed_ids
+    numbered = NumberedCatalog(tmp_path / "c.sqlite", secret + mine, {n: ["group:finance"] for n in range(1, 11)})
+    public = set(range(11, 17))
+    assert {i for i, _ in numbered.lexical_search("budget", 10)} == set(range(1, 11))
+    anonymous = lambda principals: "*" in principals  # noqa: E731
+    hits = numbered.lexical_search("budget", 5, readable=anonymous)
+    assert len(hits) == 5 and {i for i, _ in hits} <= public
     scores = [s for _, s in hits]
     assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)  # higher = better
-    assert {i for i, _ in catalog.lexical_search("budget", 50, allowed=allowed_ids.__contains__)} == allowed_ids
-    assert catalog.lexical_search("budget", 5, allowed=lambda i: False) == []
-    catalog.close()
+    assert {i for i, _ in numbered.lexical_search("budget", 50, readable=anonymous)} == public
+    assert numbered.lexical_search("budget", 5, readable=lambda principals: False) == []
+    numbered.catalog.close()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     texts=st.lists(st.lists(st.sampled_from("alpha beta gamma delta orbit vault rye".split()), max_size=8), min_size=1),
     query=st.lists(st.sampled_from("alpha beta gamma zebra orbit".split()), min_size=1, max_size=3),
-    allowed=st.sets(st.integers(1, 30)),
+    restricted=st.sets(st.integers(1, 30)),
     limit=st.integers(1, 12),
 )
-def test_lexical_search_is_the_allowed_prefix_of_the_full_ranking(texts, query, allowed, limit):
+def test_lexical_search_for_a_class_is_that_class_ranked_alone(texts, query, restricted, limit):
+    """What a user who reads only the public class gets equals a catalog holding only the public texts."""
+    public = [n for n in range(1, len(texts) + 1) if n not in restricted]
     with tempfile.TemporaryDirectory() as scratch:
-        catalog = new_catalog(Path(scratch) / "c.sqlite", [" ".join(words) for words in texts])
-        everything = catalog.lexical_search(" ".join(query), 1000)
-        expected = [hit for hit in everything if hit[0] in allowed][:limit]
-        assert catalog.lexical_search(" ".join(query), limit, allowed=allowed.__contains__) == expected
-        catalog.close()
+        principals = {n: ["user:zoe"] for n in restricted}
+        mixed = NumberedCatalog(Path(scratch) / "mixed.sqlite", [" ".join(w) for w in texts], principals)
+        alone = NumberedCatalog(Path(scratch) / "alone.sqlite", [" ".join(texts[n - 1]) for n in public])
+        got = mixed.lexical_search(" ".join(query), limit, readable=lambda p: "*" in p)
+        expected = [(public[i - 1], score) for i, score in alone.lexical_search(" ".join(query), limit)]
+        assert sorted(got, key=lambda h: (-h[1], h[0])) == sorted(expected, key=lambda h: (-h[1], h[0]))
+        mixed.catalog.close()
+        alone.catalog.close()
 
 
 # Each query is read as plain words: FTS5 operators, column filters, prefixes and quotes in it mean nothing.
@@ -133,10 +149,11 @@ SYNTAX = {
 
 def test_fts_syntax_in_user_input_is_inert(tmp_path):
     texts = ["the budget for the lighthouse", "secret salary bands", "alpha near beta", "vault code"]
-    catalog = new_catalog(tmp_path / "c.sqlite", texts)
+    numbered = NumberedCatalog(tmp_path / "c.sqlite", texts)
     for query, expected in SYNTAX.items():
-        assert {i for i, _ in catalog.lexical_search(query, 10)} == expected, query
-    assert catalog.chunk_count() == 4 and fts_ids(catalog) == [1, 2, 3, 4]
+        assert {i for i, _ in numbered.lexical_search(query, 10)} == expected, query
+    catalog = numbered.catalog
+    assert catalog.chunk_count() == 4 and fts_ids(catalog) == sorted(numbered.number)
     catalog.close()
     assert match_expression('a "b" c* NEAR(dd ee) x:y') == '"near" OR "dd" OR "ee"'
 
@@ -225,7 +242,7 @@ def test_an_old_format_index_asks_for_a_rebuild(tmp_path):
         lambda: Retriever(tmp_path / "idx", embedder=embedder),
         lambda: index_folder(docs, tmp_path / "idx", embedder),  # an incremental run
     ):
-        with pytest.raises(IndexCorruptError, match=r"format version 1, this docrag reads 2; .*--rebuild"):
+        with pytest.raises(IndexCorruptError, match=r"format version 1, this docrag reads 3; .*--rebuild"):
             attempt()
     report = index_folder(docs, tmp_path / "idx", embedder, rebuild=True)
     assert report.added == 1

@@ -285,23 +285,25 @@ def test_hidden_policy_and_excluded_paths_are_silent(docs, tmp_path):
     assert discover(Path("."), excluded=[Path("index"), Path("sub/../acl.toml")]) == (["sub/visible.md"], [])
 
 
-def test_symlinks_leaving_the_folder_are_reported_not_followed(docs, tmp_path):
+def test_symlinks_are_reported_not_followed(docs, tmp_path):
     outside = tmp_path / "outside"
     put(outside, "secret.txt", "OUTSIDE")
     put(outside, "more/inner.md", "OUTSIDE too")
     put(docs, "real/doc.md", "inside")
     (docs / "escape.txt").symlink_to(outside / "secret.txt")
     (docs / "escape-dir").symlink_to(outside, target_is_directory=True)
-    (docs / "alias.md").symlink_to(docs / "real/doc.md")  # stays inside: fine
+    (docs / "alias.md").symlink_to(docs / "real/doc.md")  # stays inside: indexed once, under its real name
     (docs / "dangling.md").symlink_to(docs / "gone.md")
     sources, skipped = discover(docs)
-    assert sources == ["alias.md", "real/doc.md"]
+    assert sources == ["real/doc.md"]
     assert reasons(skipped) == {
+        "alias.md": "symlink to real/doc.md; not followed (files are indexed once, under their real path)",
         "dangling.md": "broken symlink",
         "escape-dir": "symlink leaves the indexed folder; not followed",
         "escape.txt": "symlink leaves the indexed folder; not followed",
     }
-    assert load_file(docs, "alias.md").text == "inside"
+    with pytest.raises(LoadError, match="now a symlink; not followed"):
+        load_file(docs, "alias.md")
 
 
 def test_directory_symlink_loops_end(docs):
@@ -311,7 +313,11 @@ def test_directory_symlink_loops_end(docs):
     (docs / "z-alias").symlink_to(docs / "a", target_is_directory=True)  # an alias of a folder that is walked anyway
     sources, skipped = discover(docs)
     assert sources == ["a/doc.md"]
-    assert skipped == []
+    assert reasons(skipped) == {
+        "a/loop": "symlink to .; not followed (files are indexed once, under their real path)",
+        "a/self": "symlink to a; not followed (files are indexed once, under their real path)",
+        "z-alias": "symlink to a; not followed (files are indexed once, under their real path)",
+    }
 
 
 def test_folder_given_through_a_symlink(docs, tmp_path):

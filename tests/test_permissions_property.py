@@ -201,7 +201,10 @@ def test_end_to_end_with_a_policy_change_between_two_index_runs(docs, first, sec
             if run == 1 and drop and len(docs) > 1:  # a deletion too: removal from every vector index kind
                 (folder / sorted(docs)[0]).unlink()
             embedded_before = embedder.calls
-            index_folder(folder, index_dir, embedder, chunk_size=12, overlap=2, vector_kind=kind, progress=False)
+            removed = run == 1 and p is None and first is not None  # dropping a policy must be said (--no-acl)
+            index_folder(
+                folder, index_dir, embedder, chunk_size=12, overlap=2, vector_kind=kind, progress=False, no_acl=removed
+            )
             if run == 1:
                 assert embedder.calls == embedded_before  # a policy change (or a deletion) re-embeds nothing
             if retriever is None:
