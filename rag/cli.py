@@ -171,19 +171,19 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def search(query, index_dir, user, k, embedder, retrieval, as_json):
     """Find the chunks most relevant to QUERY that the user may read."""
-    from .retrieval import Retriever
+    from .api import Index
 
-    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval)
-    results = retriever.search(query, k=k, user=user)
+    with Index.open(_resolve_index_dir(index_dir), embedder=embedder, retrieval=retrieval) as live:
+        results = live.search(query, k=k, user=user)["results"]
     if as_json:
-        _emit_json({"results": [r.to_json() for r in results]})
+        _emit_json({"results": results})
         return
     if not results:
         click.echo("No results.")
     for r in results:
-        where = f"{r.source}" + (f" p.{r.page}" if r.page else "")
-        snippet = " ".join(r.text.split())
-        click.echo(f"{r.rank:>2}. {r.score:.3f}  {where}  [chunk {r.chunk_id}]")
+        where = f"{r['source']}" + (f" p.{r['page']}" if r["page"] else "")
+        snippet = " ".join(r["text"].split())
+        click.echo(f"{r['rank']:>2}. {r['score']:.3f}  {where}  [chunk {r['chunk_id']}]")
         click.echo(f"    {snippet[:240]}{'...' if len(snippet) > 240 else ''}")
 
 
@@ -192,32 +192,11 @@ def search(query, index_dir, user, k, embedder, retrieval, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
 def status(index_dir, as_json):
     """Show what an index holds: documents, chunks, embedder, and the permission policy in force."""
-    from ingest.store import open_index
+    from .api import Index
 
     index_dir = _resolve_index_dir(index_dir)
-    live = open_index(index_dir)
-    try:
-        policy = live.meta("policy", {}) or {}
-        data = {
-            "documents": live.catalog.document_count(),
-            "chunks": live.catalog.chunk_count(),
-            "embedder": live.meta("embedder"),
-            "dimension": live.meta("dimension"),
-            "acl": not policy.get("open", True),
-            "policy": policy.get("source"),
-            "default": policy.get("default"),
-            "rules": [{"rule": rule, "documents": n} for rule, n in policy.get("coverage", [])],
-            "groups": live.meta("groups", {}),
-            "folder": live.meta("folder"),
-            "index_dir": str(index_dir),
-            "generation": live.generation,
-            "indexed_at": live.meta("indexed_at"),
-            "chunk_size": live.meta("chunk_size"),
-            "overlap": live.meta("overlap"),
-            "vector_index": live.meta("vector_kind"),
-        }
-    finally:
-        live.close()
+    with Index.open(index_dir) as live:
+        data = live.status()
     if as_json:
         _emit_json(data)
         return
@@ -233,18 +212,19 @@ def status(index_dir, as_json):
         click.echo("  policy:    none; every document is readable by everyone")
 
 
-def _print_answer(answer, streamed: bool) -> None:
-    if answer.abstained:
+def _print_answer(answer: dict, streamed: bool) -> None:
+    if answer["abstained"]:
         if not streamed:
             click.echo("I don't know.")
-        click.echo(click.style(f"  ({answer.reason})", dim=True) if answer.reason else "", nl=bool(answer.reason))
+        reason = answer["reason"]
+        click.echo(click.style(f"  ({reason})", dim=True) if reason else "", nl=bool(reason))
         return
     if not streamed:
-        click.echo(answer.answer)
-    if answer.citations:
+        click.echo(answer["answer"])
+    if answer["citations"]:
         click.echo("Sources:")
-        for c in answer.citations:
-            click.echo(f"  [{c.n}] {c.source} (chunk {c.chunk_id}, score {c.score:.3f})")
+        for c in answer["citations"]:
+            click.echo(f"  [{c['n']}] {c['source']} (chunk {c['chunk_id']}, score {c['score']:.3f})")
 
 
 @cli.command()
@@ -269,24 +249,18 @@ def _print_answer(answer, streamed: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and timings as JSON.")
 def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_tokens, as_json):
     """Answer QUESTION from the indexed documents the user may read, with citations, or say "I don't know"."""
-    from .answer import answer_question
-    from .generation import load_generator
-    from .retrieval import Retriever
+    from .api import Index
 
-    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval)
-    model = load_generator(generator)
-    stream = not as_json and sys.stdout.isatty()
-    kwargs = {"user": user, "max_new_tokens": max_new_tokens}
-    if k is not None:
-        kwargs["k"] = k
-    if stream:
-        kwargs["on_token"] = lambda token: click.echo(token, nl=False)
-    answer = answer_question(retriever, model, question, **kwargs)
+    with Index.open(_resolve_index_dir(index_dir), embedder=embedder, generator=generator, retrieval=retrieval) as live:
+        live.load_models()  # the generator loads before the question is read, as it always has
+        stream = not as_json and sys.stdout.isatty()
+        on_token = (lambda token: click.echo(token, nl=False)) if stream else None
+        answer = live.ask(question, user=user, k=k, on_token=on_token, max_new_tokens=max_new_tokens)
     if as_json:
-        _emit_json(answer.to_json())
+        _emit_json(answer)
         return
     if stream:
-        click.echo("I don't know." if answer.abstained else "")
+        click.echo("I don't know." if answer["abstained"] else "")
     _print_answer(answer, streamed=stream)
 
 
