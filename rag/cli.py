@@ -386,6 +386,98 @@ def demo(index_dir, generator, as_json):
         echo('Try it yourself: rag index corpora/acme && rag ask "..." --user alice   (see corpora/README.md)')
 
 
+@cli.command()
+@_index_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; 0.0.0.0 exposes the server to the network.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--allow-anonymous", is_flag=True, help="Serve requests without an API key, as the anonymous user: documents open to everyone only.")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="A web origin (https://host:port) whose pages may call the API. Default: none (CORS closed).")
+@click.option("--generator", default=None, help="Generator for the answers. Default: the bundled Gemma 3 270M.")
+@click.option("--embedder", default=None, help="Query embedder; must match the index's (the default).")
+@_retrieval_option
+def serve(index_dir, host, port, allow_anonymous, cors_origins, generator, embedder, retrieval):
+    """Serve the index over HTTP to the users that API keys name (see `rag keys`), with a web page at /.
+
+    \b
+    Endpoints: POST /v1/search, POST /v1/ask, POST /v1/chat/completions (OpenAI-compatible), GET /v1/models,
+    GET /v1/chunks/ID, GET /v1/status, GET /healthz. Send Authorization: Bearer TOKEN. A new generation
+    published by `rag index` is picked up without a restart; so are `rag keys add/revoke`."""
+    import uvicorn
+
+    from .api import Index
+    from .keys import KeyStore
+    from .server import create_app
+
+    index_dir = _resolve_index_dir(index_dir)
+    index = Index.open(index_dir, embedder=embedder, generator=generator, retrieval=retrieval)
+    keys = KeyStore(index_dir)
+    click.echo(f"Loading models for {index_dir} ...", err=True)
+    index.load_models()
+    if not keys.list() and not allow_anonymous:
+        click.echo(f"No API keys yet: every request will get 401. Add one with `rag keys add USER --index-dir {index_dir}`.", err=True)
+    app = create_app(index, keys, allow_anonymous=allow_anonymous, cors_origins=tuple(cors_origins))
+    click.echo(f"Serving {index_dir} as model {index.name!r} on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
+    finally:
+        index.close()
+
+
+@cli.group()
+def keys():
+    """API keys for `rag serve`: each token is shown once and stored only as a hash in the index directory."""
+
+
+@keys.command(name="add")
+@click.argument("user")
+@_index_dir_option
+@click.option("--expires-days", type=click.FloatRange(min=0, min_open=True), default=None, help="Days until the key stops working. Default: never.")
+@click.option("--json", "as_json", is_flag=True, help="Print the key (with its token) as JSON.")
+def keys_add(user, index_dir, expires_days, as_json):
+    """Create a key for USER and print its token (once: only its hash is kept). The token alone goes to stdout."""
+    from .api import Index
+    from .keys import KeyStore
+
+    index_dir = _resolve_index_dir(index_dir)
+    with Index.open(index_dir) as live:  # a key for an index that does not exist is a typo in --index-dir
+        readable = live.status(user=user)["documents"]
+    key, token = KeyStore(index_dir).add(user, expires_days=expires_days)
+    if as_json:
+        _emit_json({"id": key.id, "user": key.user, "token": token, "created": key.created, "expires": key.expires})
+        return
+    click.echo(f"Key {key.id} for {user}, who may read {_count(readable, 'document')} of this index now. Its token, shown only this once:", err=True)
+    click.echo(token)
+
+
+@keys.command(name="list")
+@_index_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+def keys_list(index_dir, as_json):
+    """List the keys (id, user, created, expires, state); tokens are never stored, so never shown."""
+    from .keys import KeyStore
+
+    listed = KeyStore(_resolve_index_dir(index_dir)).list()
+    if as_json:
+        _emit_json({"keys": listed})
+        return
+    if not listed:
+        click.echo("No keys. Add one with `rag keys add USER`.")
+    for key in listed:
+        until = f", expires {key['expires']}" if key["expires"] else ""
+        click.echo(f"{key['id']}  {key['user']:<16} {key['state']:<8} created {key['created']}{until}")
+
+
+@keys.command(name="revoke")
+@click.argument("key_id", metavar="ID")
+@_index_dir_option
+def keys_revoke(key_id, index_dir):
+    """Revoke the key ID (see `rag keys list`). A running server refuses it from its next request on."""
+    from .keys import KeyStore
+
+    key = KeyStore(_resolve_index_dir(index_dir)).revoke(key_id)
+    click.echo(f"Revoked key {key.id} of {key.user}.")
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
