@@ -168,6 +168,30 @@ async function ask(question) {
   if (!finished) showError("The answer was cut off. Please ask again.");
 }
 
+// Says whose key this is (and how much it opens), so a person knows it works before asking.
+async function checkKey() {
+  const hint = $("key-hint");
+  let response;
+  try {
+    response = await fetch("/v1/status", { headers: authHeaders() });
+  } catch (err) {
+    hint.textContent = "Could not reach the server. Check that `rag serve` is running.";
+    return;
+  }
+  if (response.ok) {
+    const status = await response.json();
+    const who = status.user ? "You are " + status.user : "You are an anonymous visitor";
+    const plural = status.documents === 1 ? " document." : " documents.";
+    hint.textContent = who + ", who may read " + status.documents + plural + " The key is kept in this browser tab only.";
+  } else if (response.status === 401) {
+    hint.textContent = sessionStorage.getItem(KEY_STORE)
+      ? "This key was not accepted: it may be mistyped, expired or revoked."
+      : "Paste your API key. Ask the administrator for one (rag keys add YOUR-NAME).";
+  } else {
+    hint.textContent = await failureOf(response);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const keyInput = $("key");
   keyInput.value = sessionStorage.getItem(KEY_STORE) || "";
@@ -176,8 +200,9 @@ document.addEventListener("DOMContentLoaded", () => {
     const key = keyInput.value.trim();
     if (key) sessionStorage.setItem(KEY_STORE, key);
     else sessionStorage.removeItem(KEY_STORE);
-    $("key-hint").textContent = key ? "Key saved for this tab." : "Key removed; you are asking as an anonymous visitor.";
+    checkKey();
   });
+  checkKey();
   $("ask-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const key = keyInput.value.trim();  // a key typed but not saved still counts
