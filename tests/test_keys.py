@@ -65,3 +65,20 @@ def test_serve_and_keys_have_helpful_help():
     serve = rag("serve", "--help").output
     assert "--allow-anonymous" in serve and "127.0.0.1" in serve and "/v1/chat/completions" in serve
     assert "shown once" in rag("keys", "--help").output
+
+
+def test_serve_binds_loopback_loads_models_before_serving_and_warns_without_keys(index_dir, monkeypatch):
+    import uvicorn
+
+    from rag.api import Index
+
+    loads, runs = [], []
+    real_load = Index.load_models
+    monkeypatch.setattr(Index, "load_models", lambda self: loads.append(1) or real_load(self))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: runs.append((app, options)))
+    started = rag("serve", "--index-dir", index_dir)
+    assert started.exit_code == 0, started.output
+    [(app, options)] = runs
+    assert options["host"] == "127.0.0.1" and options["port"] == 8000 and loads == [1]
+    assert "No API keys yet" in started.stderr and "rag keys add USER" in started.stderr
+    assert {route.path for route in app.routes} >= {"/v1/search", "/v1/ask", "/v1/chat/completions", "/healthz", "/"}
