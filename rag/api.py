@@ -136,14 +136,17 @@ class Index:
         """The cited chunk, ``{"chunk_id", "source", "text", "start", "end", "page", "heading"}``, when ``user``
         may read it. A chunk they may not read raises the same ChunkNotFoundError as one that does not exist, so
         the answer says nothing about other users' documents."""
+        missing = ChunkNotFoundError(
+            f"no passage {chunk_id} among the documents you may read; it may have changed since it was cited"
+        )
+        if not 0 <= int(chunk_id) < 2**63:  # SQLite's integer range: anything else names no chunk
+            raise missing
         with self._live.lease() as live:
             index = live.index
             principals = _principals(index, user)
             record = index.catalog.chunks_by_id([chunk_id]).get(int(chunk_id))
             if record is None or not readable(index.catalog.principals_of_chunk(record.id), principals):
-                raise ChunkNotFoundError(
-                    f"no passage {chunk_id} among the documents you may read; it may have changed since it was cited"
-                )
+                raise missing
         return {
             "chunk_id": record.id,
             "source": record.source,
@@ -289,7 +292,8 @@ def _shared(index: OpenIndex) -> OpenIndex:
 
 
 class _SerialCatalog:
-    """Wraps a read-only Catalog so that concurrent calls take turns on its one SQLite connection."""
+    """Wraps a read-only Catalog so that concurrent calls take turns on its one SQLite connection. Methods that
+    return lists and dicts only: a generator (``iter_chunks``) would run outside the lock."""
 
     def __init__(self, catalog) -> None:
         self._catalog = catalog

@@ -163,6 +163,8 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_stays_healthy(client, setup):
         (client.post("/v1/search", json={"query": "harbour", "k": 10_000}, headers=auth), 422),
         (client.post("/v1/search", json=["harbour"], headers=auth), 422),
         (client.get("/v1/chunks/not-a-number", headers=auth), 422),
+        (client.get("/v1/chunks/99999999999999999999999", headers=auth), 404),
+        (client.get("/v1/chunks/-1", headers=auth), 404),
     ]
     for response, status in cases:
         assert response.status_code == status, response.text
