@@ -117,10 +117,15 @@ def read(generator, question: str, results: list[SearchResult], max_new_tokens: 
     passages = fit_passages(question, passages, build, generator.count_tokens, budget)
     prompt = build(question, passages)
     pieces = []
+    shown = 0  # pieces already passed to on_token
     for piece in generator.stream(prompt, max_new_tokens=max_new_tokens, stop=STOP):
         pieces.append(piece)
-        if on_token:
-            on_token(piece)
+        # Hold the text back while it could still be the model's "unknown": a client must not see the abstention
+        # marker stream in before the verdict "I don't know."
+        if on_token and not UNKNOWN.startswith("".join(pieces).strip().lower()):
+            for held in pieces[shown:]:
+                on_token(held)
+            shown = len(pieces)
     return "".join(pieces)
 
 

@@ -63,6 +63,16 @@ class RecordingExtractor:
         self.reply = reply
         self.limits: list[int] = []
 
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown", prefix=""):
+        from rag.generation import Extraction
+
+        self.limits.append(max_new_tokens)
+        text = next((span for span in spans if self.reply in span), abstain)
+        return Extraction(text, -0.1, -0.1, -6.0)
+
 
 class QuoteGenerator:
     """Answers by quoting the first words of passage [1] of the prompt, with its citation mark, word by word.
@@ -82,12 +92,21 @@ class QuoteGenerator:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def extract(self, prompt, spans, max_new_tokens=16, abstain="unknown", prefix=""):
-        from rag.generation import Extraction
+    def stream(self, prompt: str, max_new_tokens: int = 48, stop=("\n",)):
+        self.prompts.append(prompt)
+        block = prompt.rsplit("Passages:", 1)[-1]
+        first = next((line for line in block.splitlines() if line.startswith("[1] ")), "")
+        text = first.split(") ", 1)[-1] if first else ""
+        if "unknowable" in prompt.rsplit("Question:", 1)[-1] or not text:
+            yield "unknown"
+            return
+        words = text.split()[: self.words]
+        for i, word in enumerate(words):
+            yield word if i == 0 else " " + word
+        yield " [1]"
 
-        self.limits.append(max_new_tokens)
-        text = next((span for span in spans if self.reply in span), abstain)
-        return Extraction(text, -0.1, -0.1, -6.0)
+    def generate(self, prompts, max_new_tokens: int = 48, stop=("\n",)):
+        return ["".join(self.stream(p, max_new_tokens, stop)) for p in prompts]
 
 
 def make_format_1(index_dir: Path) -> None:
@@ -110,20 +129,3 @@ def run_checked(*args, cwd: Path, timeout: int = 600) -> subprocess.CompletedPro
     proc = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{args}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc
-
-
-    def stream(self, prompt: str, max_new_tokens: int = 48, stop=("\n",)):
-        self.prompts.append(prompt)
-        block = prompt.rsplit("Passages:", 1)[-1]
-        first = next((line for line in block.splitlines() if line.startswith("[1] ")), "")
-        text = first.split(") ", 1)[-1] if first else ""
-        if "unknowable" in prompt.rsplit("Question:", 1)[-1] or not text:
-            yield "unknown"
-            return
-        words = text.split()[: self.words]
-        for i, word in enumerate(words):
-            yield word if i == 0 else " " + word
-        yield " [1]"
-
-    def generate(self, prompts, max_new_tokens: int = 48, stop=("\n",)):
-        return ["".join(self.stream(p, max_new_tokens, stop)) for p in prompts]
