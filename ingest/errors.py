@@ -36,5 +36,9 @@ class ModelLoadError(RagError):
     """A model could not be found or loaded."""
 
 
+class GeneratorServerError(RagError):
+    """The LLM server given as ``--generator URL`` is unreachable, too slow, refused the key or failed (names it)."""
+
+
 class QAFormatError(RagError):
     """A QA file is malformed (names the file and line)."""

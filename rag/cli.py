@@ -58,6 +58,22 @@ def _retrieval_option(func):
     )(func)
 
 
+def _generator_options(func):
+    """``--generator`` and ``--api-key-env``, shared by the commands that answer (ask, serve, eval)."""
+    func = click.option(
+        "--api-key-env",
+        metavar="NAME",
+        default=None,
+        help="Environment variable holding the LLM server's API key (with --generator URL); never the key itself.",
+    )(func)
+    return click.option(
+        "--generator",
+        default=None,
+        help="Reader model: an OpenAI-compatible server's URL (http://HOST:PORT/v1 for chat, .../v1/completions for a "
+        "base model, #MODEL to pick one), a local model folder or a cached Hugging Face name. Default: the bundled Gemma 3 270M.",
+    )(func)
+
+
 def _resolve_index_dir(index_dir: Path | None) -> Path:
     return index_dir if index_dir is not None else default_index_dir()
 
@@ -256,25 +272,21 @@ def _print_answer(answer, streamed: bool) -> None:
 @click.option(
     "-k", "k", type=click.IntRange(1, 50), default=None, help="Passages to retrieve (default: the reader's own, 4)."
 )
-@click.option(
-    "--generator",
-    default=None,
-    help="Hugging Face causal LM name (already cached) or local path. Default: the bundled Gemma 3 270M.",
-)
+@_generator_options
 @click.option("--embedder", default=None, help="Query embedder; must match the index's (the default).")
 @_retrieval_option
 @click.option(
     "--max-new-tokens", type=click.IntRange(1, 2048), default=48, show_default=True, help="Limit on generated tokens."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and timings as JSON.")
-def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_tokens, as_json):
+def ask(question, index_dir, user, k, generator, api_key_env, embedder, retrieval, max_new_tokens, as_json):
     """Answer QUESTION from the indexed documents the user may read, with citations, or say "I don't know"."""
     from .answer import answer_question
     from .generation import load_generator
     from .retrieval import Retriever
 
     retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval)
-    model = load_generator(generator)
+    model = load_generator(generator, api_key_env)
     stream = not as_json and sys.stdout.isatty()
     kwargs = {"user": user, "max_new_tokens": max_new_tokens}
     if k is not None:
@@ -329,14 +341,16 @@ def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_to
     show_default=True,
     help="Comma-separated probes to run, or 'none'. Privacy and forgetting train the LoRA adapter even when no LoRA system is asked for.",
 )
-@click.option("--generator", default=None, help="Base model for every system. Default: the bundled Gemma 3 270M.")
+@_generator_options
 @click.option("--embedder", default=None, help="Embedder for the retrieval systems. Default: the bundled MiniLM.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling, training and bootstrap.")
 @click.option(
     "--max-questions", type=click.IntRange(1, None), default=None, help="Score at most this many test questions."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout as well.")
-def eval_command(corpus, qa, acl, out, quick, systems, probes, generator, embedder, seed, max_questions, as_json):
+def eval_command(
+    corpus, qa, acl, out, quick, systems, probes, generator, api_key_env, embedder, seed, max_questions, as_json
+):
     """Compare closed-book, LoRA fine-tuning, RAG, RAG+LoRA and RAG with a RAFT reading adapter on one QA set:
     accuracy, hallucination, abstention, cost, privacy leaks and freshness."""
     from eval.run import EvalOptions, run_eval
@@ -350,6 +364,7 @@ def eval_command(corpus, qa, acl, out, quick, systems, probes, generator, embedd
         systems=[s.strip() for s in systems.split(",") if s.strip()] if systems else None,
         probes=[] if probes.strip() == "none" else [p.strip() for p in probes.split(",") if p.strip()],
         generator=generator,
+        api_key_env=api_key_env,
         embedder=embedder,
         seed=seed,
         max_questions=max_questions,
