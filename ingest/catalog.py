@@ -115,7 +115,8 @@ class Catalog:
         self.path = path
         try:
             if readonly:
-                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                # A read-only catalog may be shared by a server's threads; rag.api gives them one query at a time.
+                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
             else:
                 self._db = sqlite3.connect(path)
             self._db.execute("PRAGMA foreign_keys = ON")

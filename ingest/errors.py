@@ -32,6 +32,10 @@ class EmbedderMismatchError(RagError):
     """The index was built with a different embedder than the one asked for."""
 
 
+class ChunkNotFoundError(RagError):
+    """A passage id that does not exist, or that the asking user may not read (the two are not told apart)."""
+
+
 class ModelLoadError(RagError):
     """A model could not be found or loaded."""
 

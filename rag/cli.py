@@ -74,6 +74,18 @@ def _generator_options(func):
     )(func)
 
 
+def _reader(generator: str | None, api_key_env: str | None):
+    """What ``Index.open(generator=...)`` gets: an LLM server is connected to now (a wrong URL or key fails before
+    any work, in one line naming it); a model name or path loads in the Index, when it is first needed."""
+    from .llm_server import is_server_url
+
+    if not is_server_url(generator) and api_key_env is None:
+        return generator
+    from .generation import load_generator
+
+    return load_generator(generator, api_key_env)
+
+
 def _resolve_index_dir(index_dir: Path | None) -> Path:
     return index_dir if index_dir is not None else default_index_dir()
 
@@ -187,19 +199,19 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def search(query, index_dir, user, k, embedder, retrieval, as_json):
     """Find the chunks most relevant to QUERY that the user may read."""
-    from .retrieval import Retriever
+    from .api import Index
 
-    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval)
-    results = retriever.search(query, k=k, user=user)
+    with Index.open(_resolve_index_dir(index_dir), embedder=embedder, retrieval=retrieval) as live:
+        results = live.search(query, k=k, user=user)["results"]
     if as_json:
-        _emit_json({"results": [r.to_json() for r in results]})
+        _emit_json({"results": results})
         return
     if not results:
         click.echo("No results.")
     for r in results:
-        where = f"{r.source}" + (f" p.{r.page}" if r.page else "")
-        snippet = " ".join(r.text.split())
-        click.echo(f"{r.rank:>2}. {r.score:.3f}  {where}  [chunk {r.chunk_id}]")
+        where = f"{r['source']}" + (f" p.{r['page']}" if r["page"] else "")
+        snippet = " ".join(r["text"].split())
+        click.echo(f"{r['rank']:>2}. {r['score']:.3f}  {where}  [chunk {r['chunk_id']}]")
         click.echo(f"    {snippet[:240]}{'...' if len(snippet) > 240 else ''}")
 
 
@@ -208,32 +220,11 @@ def search(query, index_dir, user, k, embedder, retrieval, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
 def status(index_dir, as_json):
     """Show what an index holds: documents, chunks, embedder, and the permission policy in force."""
-    from ingest.store import open_index
+    from .api import Index
 
     index_dir = _resolve_index_dir(index_dir)
-    live = open_index(index_dir)
-    try:
-        policy = live.meta("policy", {}) or {}
-        data = {
-            "documents": live.catalog.document_count(),
-            "chunks": live.catalog.chunk_count(),
-            "embedder": live.meta("embedder"),
-            "dimension": live.meta("dimension"),
-            "acl": not policy.get("open", True),
-            "policy": policy.get("source"),
-            "default": policy.get("default"),
-            "rules": [{"rule": rule, "documents": n} for rule, n in policy.get("coverage", [])],
-            "groups": live.meta("groups", {}),
-            "folder": live.meta("folder"),
-            "index_dir": str(index_dir),
-            "generation": live.generation,
-            "indexed_at": live.meta("indexed_at"),
-            "chunk_size": live.meta("chunk_size"),
-            "overlap": live.meta("overlap"),
-            "vector_index": live.meta("vector_kind"),
-        }
-    finally:
-        live.close()
+    with Index.open(index_dir) as live:
+        data = live.status()
     if as_json:
         _emit_json(data)
         return
@@ -249,18 +240,19 @@ def status(index_dir, as_json):
         click.echo("  policy:    none; every document is readable by everyone")
 
 
-def _print_answer(answer, streamed: bool) -> None:
-    if answer.abstained:
+def _print_answer(answer: dict, streamed: bool) -> None:
+    if answer["abstained"]:
         if not streamed:
             click.echo("I don't know.")
-        click.echo(click.style(f"  ({answer.reason})", dim=True) if answer.reason else "", nl=bool(answer.reason))
+        reason = answer["reason"]
+        click.echo(click.style(f"  ({reason})", dim=True) if reason else "", nl=bool(reason))
         return
     if not streamed:
-        click.echo(answer.answer)
-    if answer.citations:
+        click.echo(answer["answer"])
+    if answer["citations"]:
         click.echo("Sources:")
-        for c in answer.citations:
-            click.echo(f"  [{c.n}] {c.source} (chunk {c.chunk_id}, score {c.score:.3f})")
+        for c in answer["citations"]:
+            click.echo(f"  [{c['n']}] {c['source']} (chunk {c['chunk_id']}, score {c['score']:.3f})")
 
 
 @cli.command()
@@ -281,24 +273,18 @@ def _print_answer(answer, streamed: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and timings as JSON.")
 def ask(question, index_dir, user, k, generator, api_key_env, embedder, retrieval, max_new_tokens, as_json):
     """Answer QUESTION from the indexed documents the user may read, with citations, or say "I don't know"."""
-    from .answer import answer_question
-    from .generation import load_generator
-    from .retrieval import Retriever
+    from .api import Index
 
-    retriever = Retriever(_resolve_index_dir(index_dir), embedder=embedder, mode=retrieval)
-    model = load_generator(generator, api_key_env)
-    stream = not as_json and sys.stdout.isatty()
-    kwargs = {"user": user, "max_new_tokens": max_new_tokens}
-    if k is not None:
-        kwargs["k"] = k
-    if stream:
-        kwargs["on_token"] = lambda token: click.echo(token, nl=False)
-    answer = answer_question(retriever, model, question, **kwargs)
+    with Index.open(_resolve_index_dir(index_dir), embedder=embedder, generator=_reader(generator, api_key_env), retrieval=retrieval) as live:
+        live.load_models()  # the generator loads before the question is read, as it always has
+        stream = not as_json and sys.stdout.isatty()
+        on_token = (lambda token: click.echo(token, nl=False)) if stream else None
+        answer = live.ask(question, user=user, k=k, on_token=on_token, max_new_tokens=max_new_tokens)
     if as_json:
-        _emit_json(answer.to_json())
+        _emit_json(answer)
         return
     if stream:
-        click.echo("I don't know." if answer.abstained else "")
+        click.echo("I don't know." if answer["abstained"] else "")
     _print_answer(answer, streamed=stream)
 
 
@@ -425,6 +411,98 @@ def demo(index_dir, generator, as_json):
     else:
         echo("")
         echo('Try it yourself: rag index corpora/acme && rag ask "..." --user alice   (see corpora/README.md)')
+
+
+@cli.command()
+@_index_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; 0.0.0.0 exposes the server to the network.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--allow-anonymous", is_flag=True, help="Serve requests without an API key, as the anonymous user: documents open to everyone only.")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="A web origin (https://host:port) whose pages may call the API. Default: none (CORS closed).")
+@_generator_options
+@click.option("--embedder", default=None, help="Query embedder; must match the index's (the default).")
+@_retrieval_option
+def serve(index_dir, host, port, allow_anonymous, cors_origins, generator, api_key_env, embedder, retrieval):
+    """Serve the index over HTTP to the users that API keys name (see `rag keys`), with a web page at /.
+
+    \b
+    Endpoints: POST /v1/search, POST /v1/ask, POST /v1/chat/completions (OpenAI-compatible), GET /v1/models,
+    GET /v1/chunks/ID, GET /v1/status, GET /healthz. Send Authorization: Bearer TOKEN. A new generation
+    published by `rag index` is picked up without a restart; so are `rag keys add/revoke`."""
+    import uvicorn
+
+    from .api import Index
+    from .keys import KeyStore
+    from .server import create_app
+
+    index_dir = _resolve_index_dir(index_dir)
+    index = Index.open(index_dir, embedder=embedder, generator=_reader(generator, api_key_env), retrieval=retrieval)
+    keys = KeyStore(index_dir)
+    click.echo(f"Loading models for {index_dir} ...", err=True)
+    index.load_models()
+    if not keys.list() and not allow_anonymous:
+        click.echo(f"No API keys yet: every request will get 401. Add one with `rag keys add USER --index-dir {index_dir}`.", err=True)
+    app = create_app(index, keys, allow_anonymous=allow_anonymous, cors_origins=tuple(cors_origins))
+    click.echo(f"Serving {index_dir} as model {index.name!r} on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
+    finally:
+        index.close()
+
+
+@cli.group()
+def keys():
+    """API keys for `rag serve`: each token is shown once and stored only as a hash in the index directory."""
+
+
+@keys.command(name="add")
+@click.argument("user")
+@_index_dir_option
+@click.option("--expires-days", type=click.FloatRange(min=0, min_open=True), default=None, help="Days until the key stops working. Default: never.")
+@click.option("--json", "as_json", is_flag=True, help="Print the key (with its token) as JSON.")
+def keys_add(user, index_dir, expires_days, as_json):
+    """Create a key for USER and print its token (once: only its hash is kept). The token alone goes to stdout."""
+    from .api import Index
+    from .keys import KeyStore
+
+    index_dir = _resolve_index_dir(index_dir)
+    with Index.open(index_dir) as live:  # a key for an index that does not exist is a typo in --index-dir
+        readable = live.status(user=user)["documents"]
+    key, token = KeyStore(index_dir).add(user, expires_days=expires_days)
+    if as_json:
+        _emit_json({"id": key.id, "user": key.user, "token": token, "created": key.created, "expires": key.expires})
+        return
+    click.echo(f"Key {key.id} for {user}, who may read {_count(readable, 'document')} of this index now. Its token, shown only this once:", err=True)
+    click.echo(token)
+
+
+@keys.command(name="list")
+@_index_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+def keys_list(index_dir, as_json):
+    """List the keys (id, user, created, expires, state); tokens are never stored, so never shown."""
+    from .keys import KeyStore
+
+    listed = KeyStore(_resolve_index_dir(index_dir)).list()
+    if as_json:
+        _emit_json({"keys": listed})
+        return
+    if not listed:
+        click.echo("No keys. Add one with `rag keys add USER`.")
+    for key in listed:
+        until = f", expires {key['expires']}" if key["expires"] else ""
+        click.echo(f"{key['id']}  {key['user']:<16} {key['state']:<8} created {key['created']}{until}")
+
+
+@keys.command(name="revoke")
+@click.argument("key_id", metavar="ID")
+@_index_dir_option
+def keys_revoke(key_id, index_dir):
+    """Revoke the key ID (see `rag keys list`). A running server refuses it from its next request on."""
+    from .keys import KeyStore
+
+    key = KeyStore(_resolve_index_dir(index_dir)).revoke(key_id)
+    click.echo(f"Revoked key {key.id} of {key.user}.")
 
 
 def main() -> None:
