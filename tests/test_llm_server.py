@@ -165,3 +165,61 @@ def test_cli_ask_with_a_server_generator(tmp_path, monkeypatch):
     assert data["answer"] == "Ingrid Solberg" and data["citations"][0]["source"] == "roster.txt"
     result = runner.invoke(cli, [*args, "--generator", f"http://127.0.0.1:{_free_port()}/v1"])
     assert result.exit_code == 1 and result.output.startswith("Error: cannot reach the generator server at http://")
+
+
+def test_eval_reads_with_a_server_and_refuses_systems_that_need_weights(tmp_path, monkeypatch):
+    import ingest.embedding
+    from eval.run import EvalOptions, run_eval
+    from fakes import HashEmbedder
+
+    embedder = HashEmbedder()
+    monkeypatch.setattr(ingest.embedding, "load_embedder", lambda name=None, progress=None: embedder)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "roster.txt").write_text("Ingrid Solberg leads the harbour survey team.")
+    qa = tmp_path / "qa.jsonl"
+    rows = [
+        {"id": "1", "question": "Who leads the harbour survey team?", "answers": ["Ingrid Solberg"], "source": "roster.txt"},
+        {"id": "2", "question": "Who leads the harbour canteen team?", "answers": [], "source": None},
+    ]
+    qa.write_text("\n".join(json.dumps(r) for r in rows))
+    with FakeLLMServer("Ingrid Solberg [1]") as server:
+        options = EvalOptions(qa=qa, corpus=docs, out=tmp_path / "out", generator=server.url, probes=[])
+        with pytest.raises(UsageError, match="'lora' needs the generator's weights"):
+            run_eval(EvalOptions(**{**options.__dict__, "systems": ["rag", "lora"]}))
+        report = run_eval(options)
+    assert set(report["systems"]) == {"closed_book", "rag", "oracle"}  # the default: what a server can run
+    assert report["systems"]["rag"]["answerable_accuracy"] == 1.0
+    assert report["config"]["generator"] == f"fake-model @ {server.url}"
+
+
+def test_rag_serve_reads_with_a_server_generator(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from ingest.sync import index_folder
+    from rag.api import Index
+    from rag.keys import KeyStore
+    from rag.server import create_app
+    from serving import patch_models, small_corpus
+
+    embedder, _ = patch_models(monkeypatch)
+    index_folder(small_corpus(tmp_path), tmp_path / "idx", embedder)
+    keys = KeyStore(tmp_path / "idx")
+    tokens = {user: keys.add(user)[1] for user in ("alice", "bob")}
+    question = {"question": "What is the harbour dredging budget?", "stream": True}
+    with FakeLLMServer("The harbour dredging budget is NOK 4.2 million [1]") as server:
+        with Index.open(tmp_path / "idx", generator=load_generator(server.url)) as index:
+            client = TestClient(create_app(index, keys))
+            replies = {}
+            for user, token in tokens.items():
+                headers = {"Authorization": f"Bearer {token}"}
+                with client.stream("POST", "/v1/ask", json=question, headers=headers) as stream:
+                    blocks = "".join(stream.iter_text()).strip().split("\n\n")
+                replies[user] = [dict(line.split(": ", 1) for line in block.splitlines()) for block in blocks]
+    alice = replies["alice"]
+    assert alice[0]["event"] == "token" and [e["event"] for e in alice[-2:]] == ["citations", "done"]
+    done = json.loads(alice[-1]["data"])
+    assert done["answer"] == "The harbour dredging budget is NOK 4.2 million" and not done["abstained"]
+    assert json.loads(alice[-2]["data"])["citations"][0]["source"] == "finance/budget.md"
+    # bob may not read the budget: whatever the model says, no passage of his supports it
+    assert json.loads(replies["bob"][-1]["data"])["abstained"] is True
