@@ -179,9 +179,10 @@ def test_eval_reads_with_a_server_and_refuses_systems_that_need_weights(tmp_path
     (docs / "roster.txt").write_text("Ingrid Solberg leads the harbour survey team.")
     qa = tmp_path / "qa.jsonl"
     rows = [
-        {"id": "1", "question": "Who leads the harbour survey team?", "answers": ["Ingrid Solberg"], "source": "roster.txt"},
-        {"id": "2", "question": "Who leads the harbour canteen team?", "answers": [], "source": None},
+        {"id": "1", "question": "Who leads the harbour survey team?", "answers": ["Ingrid Solberg"]},
+        {"id": "2", "question": "Who leads the harbour canteen team?", "answers": []},
     ]
+    rows[0]["source"], rows[1]["source"] = "roster.txt", None
     qa.write_text("\n".join(json.dumps(r) for r in rows))
     with FakeLLMServer("Ingrid Solberg [1]") as server:
         options = EvalOptions(qa=qa, corpus=docs, out=tmp_path / "out", generator=server.url, probes=[])
