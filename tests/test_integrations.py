@@ -85,3 +85,28 @@ def test_llamaindex_retriever_returns_full_k_of_the_users_chunks(index):
     assert nodes[0].score == expected[0]["score"] and nodes[0].node.get_content() == expected[0]["text"]
     assert (nodes[0].node.start_char_idx, nodes[0].node.end_char_idx) == (expected[0]["start"], expected[0]["end"])
     assert llamaindex.DocragRetriever(index, user=None, k=10).retrieve(QUERY) == []
+
+
+def test_a_post_filtering_vector_store_gives_alice_less_than_k(index):
+    """The contrast the retrievers exist for: LangChain's FAISS store over the same chunks and vectors, filtered on a
+    metadata field after its search (default fetch_k=20), returns almost none of the 10 chunks alice may read."""
+    faiss_store = pytest.importorskip("langchain_community.vectorstores", reason="langchain-community (bench extra)")
+    from langchain_core.embeddings import Embeddings
+
+    class Hashed(Embeddings):
+        def embed_documents(self, texts):
+            return HashEmbedder().embed(texts).tolist()
+
+        def embed_query(self, text):
+            return HashEmbedder().embed([text])[0].tolist()
+
+    chunks = [*index.search(QUERY, user="bob", k=HIDDEN)["results"], *index.search(QUERY, user="alice", k=10)["results"]]
+    store = faiss_store.FAISS.from_texts(
+        [c["text"] for c in chunks],
+        Hashed(),
+        metadatas=[{"source": c["source"], "alice": c["source"].startswith("survey/")} for c in chunks],
+        distance_strategy="MAX_INNER_PRODUCT",
+    )
+    post_filtered = store.similarity_search(QUERY, k=10, filter={"alice": True})
+    assert len(post_filtered) < READABLE  # 0 of 10 here (langchain-community 0.4.2)
+    assert len(langchain.DocragRetriever(index=index, user="alice", k=10).invoke(QUERY)) == READABLE
