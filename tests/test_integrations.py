@@ -100,7 +100,7 @@ def test_a_post_filtering_vector_store_gives_alice_less_than_k(index):
         def embed_query(self, text):
             return HashEmbedder().embed([text])[0].tolist()
 
-    chunks = [*index.search(QUERY, user="bob", k=HIDDEN)["results"], *index.search(QUERY, user="alice", k=10)["results"]]
+    chunks = [r for user in ("bob", "alice") for r in index.search(QUERY, user=user, k=HIDDEN)["results"]]
     store = faiss_store.FAISS.from_texts(
         [c["text"] for c in chunks],
         Hashed(),
