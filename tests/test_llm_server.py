@@ -224,3 +224,26 @@ def test_rag_serve_reads_with_a_server_generator(tmp_path, monkeypatch):
     assert json.loads(alice[-2]["data"])["citations"][0]["source"] == "finance/budget.md"
     # bob may not read the budget: whatever the model says, no passage of his supports it
     assert json.loads(replies["bob"][-1]["data"])["abstained"] is True
+
+
+def test_rag_serve_reports_a_failing_llm_server_as_502_without_its_url(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from ingest.sync import index_folder
+    from rag.api import Index
+    from rag.keys import KeyStore
+    from rag.server import create_app
+    from serving import patch_models, small_corpus
+
+    embedder, _ = patch_models(monkeypatch)
+    index_folder(small_corpus(tmp_path), tmp_path / "idx", embedder)
+    keys = KeyStore(tmp_path / "idx")
+    headers = {"Authorization": f"Bearer {keys.add('alice')[1]}"}
+    with FakeLLMServer("x") as server:
+        with Index.open(tmp_path / "idx", generator=load_generator(server.url)) as index:
+            server.status = 500
+            client = TestClient(create_app(index, keys))
+            reply = client.post("/v1/ask", json={"question": "What is the harbour dredging budget?"}, headers=headers)
+            assert client.get("/healthz").status_code == 200
+    assert reply.status_code == 502 and "language model server" in reply.json()["error"]["message"]
+    assert "127.0.0.1" not in reply.text
