@@ -13,6 +13,7 @@ one ``GeneratorServerError`` line that names the URL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -86,15 +87,16 @@ class OpenAIServerGenerator:
     def _describe(self, model: str | None) -> tuple[str, int]:
         """The model to ask for and its context window, from ``/v1/models``. Also fails fast when nobody listens."""
         listing = f"{self.base_url}/models"
-        response = self._request("GET", listing)
+        with _server_errors(listing):
+            response = self._client.get(listing)
+            entries = response.json().get("data", []) if response.status_code == 200 else []
         if response.status_code in (401, 403):
             raise GeneratorServerError(
                 f"{listing} refused the request (HTTP {response.status_code}): {_reason(response)}; "
                 "name the environment variable that holds the key with --api-key-env"
             )
-        entries = response.json().get("data", []) if response.status_code == 200 else []
         if model is None:
-            if not entries:
+            if not entries or not entries[0].get("id"):
                 raise GeneratorServerError(
                     f"{listing} lists no model (HTTP {response.status_code}); name one: {self.base_url}#MODEL"
                 )
@@ -102,18 +104,6 @@ class OpenAIServerGenerator:
         entry = next((e for e in entries if e.get("id") == model), {})
         context = entry.get("max_model_len") or entry.get("context_length") or DEFAULT_CONTEXT
         return model, int(context)
-
-    def _request(self, method: str, url: str, **kwargs):
-        import httpx
-
-        try:
-            return self._client.request(method, url, **kwargs)
-        except httpx.TimeoutException as err:
-            raise GeneratorServerError(f"no reply from {url} in time ({type(err).__name__})") from err
-        except httpx.HTTPError as err:
-            raise GeneratorServerError(
-                f"cannot reach the generator server at {url}: {err}. Is it running? (--generator takes its base URL)"
-            ) from err
 
     def count_tokens(self, text: str) -> int:
         """An over-estimate (no tokenizer here): BPE vocabularies average 3.5-4.5 bytes of English per token."""
@@ -153,31 +143,41 @@ class OpenAIServerGenerator:
 
     def _deltas(self, body: dict) -> Iterator[str]:
         """The text pieces of a streamed completion, parsed from its Server-Sent Events."""
-        import httpx
-
-        try:
-            with self._client.stream("POST", self.url, json=body) as response:
-                if response.status_code != 200:
-                    response.read()
-                    raise GeneratorServerError(
-                        f"the generator server at {self.url} answered HTTP {response.status_code}: {_reason(response)}"
-                    )
-                for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        return
-                    yield _delta_text(json.loads(data), self.url)
-        except httpx.TimeoutException as err:
-            raise GeneratorServerError(f"no reply from {self.url} in time ({type(err).__name__})") from err
-        except httpx.HTTPError as err:
-            raise GeneratorServerError(f"cannot reach the generator server at {self.url}: {err}") from err
-        except json.JSONDecodeError as err:
-            raise GeneratorServerError(f"{self.url} streamed an event that is not JSON: {err}") from err
+        with _server_errors(self.url), self._client.stream("POST", self.url, json=body) as response:
+            if response.status_code != 200:
+                response.read()
+                raise GeneratorServerError(
+                    f"the generator server at {self.url} answered HTTP {response.status_code}: {_reason(response)}"
+                )
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                yield _delta_text(json.loads(data), self.url)
 
     def close(self) -> None:
         self._client.close()
+
+
+@contextlib.contextmanager
+def _server_errors(url: str) -> Iterator[None]:
+    """Transport failures and non-JSON replies as one GeneratorServerError line naming ``url``."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TimeoutException as err:
+        raise GeneratorServerError(f"no reply from {url} in time ({type(err).__name__})") from err
+    except httpx.HTTPError as err:
+        raise GeneratorServerError(
+            f"cannot reach the generator server at {url}: {err}. Is it running? (--generator takes its base URL)"
+        ) from err
+    except (ValueError, AttributeError) as err:  # a JSON decode error, or JSON of another shape
+        raise GeneratorServerError(
+            f"{url} did not answer as an OpenAI-compatible server ({type(err).__name__}: {_one_line(err)})"
+        ) from err
 
 
 def _delta_text(event: dict, url: str) -> str:

@@ -247,3 +247,19 @@ def test_rag_serve_reports_a_failing_llm_server_as_502_without_its_url(tmp_path,
             assert client.get("/healthz").status_code == 200
     assert reply.status_code == 502 and "language model server" in reply.json()["error"]["message"]
     assert "127.0.0.1" not in reply.text
+
+
+def test_a_url_that_is_no_llm_server_is_one_line(tmp_path):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "models").write_text("<html>a web page</html>")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as web:
+        threading.Thread(target=web.serve_forever, args=(0.05,), daemon=True).start()
+        url = f"http://127.0.0.1:{web.server_address[1]}/v1"
+        with pytest.raises(GeneratorServerError, match=r"/v1/models did not answer as an OpenAI-compatible server"):
+            load_generator(url)
+        web.shutdown()
