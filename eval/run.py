@@ -28,6 +28,7 @@ from .systems import SYSTEMS, OracleRetriever, closed_book, raft_reader, recall_
 
 QUICK_QUESTIONS = 40
 PROBES = ("privacy", "freshness", "forgetting")
+NEEDS_WEIGHTS = ("lora", "rag_lora", "rag_raft")  # systems that train an adapter on the generator's weights
 QUICK_EPOCHS = 1
 FULL_EPOCHS = 4
 RECALL_K = 5
@@ -44,6 +45,7 @@ class EvalOptions:
     quick: bool = False  # a subset of questions and fewer epochs: for the demo and CI
     systems: list[str] | None = None  # subset of SYSTEMS; default all
     generator: str | None = None  # base model for every system; default the bundled Gemma 3 270M
+    api_key_env: str | None = None  # with an LLM server's URL as the generator: the variable holding its key
     embedder: str | None = None  # embedder for the retrieval systems; default the bundled MiniLM
     seed: int = 0
     split: str = "test"
@@ -56,14 +58,20 @@ def run_eval(options: EvalOptions) -> dict:
     from ingest.embedding import load_embedder
     from ingest.policy import find_policy
     from ingest.sync import index_folder
-    from rag.generation import HFGenerator, load_causal_lm
+    from rag.generation import HFGenerator, load_causal_lm, load_generator
+    from rag.llm_server import is_server_url
     from rag.retrieval import Retriever
 
     started = time.perf_counter()
-    systems = options.systems or list(SYSTEMS)
-    unknown = set(systems) - set(SYSTEMS)
+    # An LLM server reads and answers, but its weights cannot be fine-tuned from here.
+    remote = is_server_url(options.generator)
+    valid = [s for s in SYSTEMS if not remote or s not in NEEDS_WEIGHTS]
+    systems = options.systems or valid
+    unknown = set(systems) - set(valid)
     if unknown:
-        raise UsageError(f"unknown system {sorted(unknown)[0]!r} (valid: {', '.join(SYSTEMS)})")
+        name = sorted(unknown)[0]
+        why = "needs the generator's weights, which an LLM server keeps" if name in NEEDS_WEIGHTS else "is unknown"
+        raise UsageError(f"system {name!r} {why} (valid: {', '.join(valid)})")
     unknown = set(options.probes) - set(PROBES)
     if unknown:
         raise UsageError(f"unknown probe {sorted(unknown)[0]!r} (valid: {', '.join(PROBES)}, or none)")
@@ -83,12 +91,16 @@ def run_eval(options: EvalOptions) -> dict:
     index_seconds = time.perf_counter() - index_started
     retriever = Retriever(index_dir, embedder=embedder)
 
-    base_model, tokenizer = load_causal_lm(options.generator)
-    base = HFGenerator(base_model, tokenizer, getattr(base_model, "name_or_path_display", "base"))
+    if remote:
+        base = load_generator(options.generator, options.api_key_env)
+    else:
+        base_model, tokenizer = load_causal_lm(options.generator)
+        base = HFGenerator(base_model, tokenizer, getattr(base_model, "name_or_path_display", "base"))
     replies: dict[str, list] = {}
     training: dict = {}
     lora = None
-    if {"lora", "rag_lora"} & set(systems) or "forgetting" in options.probes or "privacy" in options.probes:
+    probes_train = "forgetting" in options.probes or "privacy" in options.probes
+    if {"lora", "rag_lora"} & set(systems) or (probes_train and not remote):
         say("Training (or loading the cached) LoRA adapter on all documents, restricted ones included ...")
         chunks = [c.text for c in retriever.index.catalog.iter_chunks()]
         # Quick: one epoch, so `rag eval --quick` stays within 10 minutes on 2 cores (training is most of its time).

@@ -48,5 +48,9 @@ class IndexWriteError(RagError):
     """The index could not be written (a full disk, a read-only folder); the previous generation stays live."""
 
 
+class GeneratorServerError(RagError):
+    """The LLM server given as ``--generator URL`` is unreachable, too slow, refused the key or failed (names it)."""
+
+
 class QAFormatError(RagError):
     """A QA file is malformed (names the file and line)."""

@@ -7,7 +7,8 @@ numbered passages and answers with citation marks. Abstention, cheapest first:
 2. a name, number or code of the question appears in no retrieved passage, or (extractive reader) in no sentence's
    surroundings without another year or code in its place (``rag.key_terms``; the model is not called);
 3. the model says the passages do not answer ("unknown"), or (extractive reader) its answer fails a check;
-4. the generative reader's answer is not found in any passage: an answer the passages don't support is not given.
+4. the generative reader's answer is not supported by any passage (``rag.support``: verbatim, or all its content
+   words): an answer the passages don't support is not given.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import re
 import time
 from collections.abc import Callable
 
-from .prompting import UNKNOWN, Passage, chat_messages, completion_prompt, fit_passages
+from .prompting import UNKNOWN, Passage, chat_content, chat_messages, completion_prompt, fit_passages
 from .reader import IDK, MIN_SENTENCE_SCORE, ReadResult, is_abstention, make_reader
-from .text import contains_answer
+from .support import supports
 from .types import Answer, Citation, SearchResult
 
 DEFAULT_K = 5
@@ -87,7 +88,7 @@ def answer_with_details(
 
 
 class GenerativeReader:
-    """Free greedy generation from numbered passages; the answer must occur in a passage to be given."""
+    """Free greedy generation from numbered passages; the answer must be supported by a passage (``rag.support``)."""
 
     def __init__(self, generator, max_new_tokens: int = 48, min_score: float = MIN_RETRIEVAL_SCORE) -> None:
         self.generator = generator
@@ -102,7 +103,7 @@ class GenerativeReader:
         answer, cited = parse_output(raw, len(results))
         if is_abstention(answer):
             return ReadResult(IDK, True, [], signals, "the passages do not answer the question")
-        supporting = [i for i, r in enumerate(results, start=1) if contains_answer(r.text, answer)]
+        supporting = [i for i, r in enumerate(results, start=1) if supports(r.text, answer)]
         signals["verbatim"] = float(bool(supporting))
         if not supporting:
             return ReadResult(IDK, True, [], signals, f"the model's answer {answer!r} is not in the passages")
@@ -112,7 +113,10 @@ class GenerativeReader:
 
 def read(generator, question: str, results: list[SearchResult], max_new_tokens: int, on_token=None) -> str:
     passages = [Passage(i, r.source, r.text) for i, r in enumerate(results, start=1)]
-    build = _chat_builder(generator) if _wants_chat(generator) else completion_prompt
+    if getattr(generator, "speaks_chat", False):  # an LLM server's chat endpoint applies the model's own template
+        build = chat_content
+    else:
+        build = _chat_builder(generator) if _wants_chat(generator) else completion_prompt
     budget = min(generator.context_window, 4096) - max_new_tokens - 8
     passages = fit_passages(question, passages, build, generator.count_tokens, budget)
     prompt = build(question, passages)

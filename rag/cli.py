@@ -64,6 +64,34 @@ def _retrieval_option(func):
     )(func)
 
 
+def _generator_options(func):
+    """``--generator`` and ``--api-key-env``, shared by the commands that answer (ask, serve, eval)."""
+    func = click.option(
+        "--api-key-env",
+        metavar="NAME",
+        default=None,
+        help="Environment variable holding the LLM server's API key (with --generator URL); never the key itself.",
+    )(func)
+    return click.option(
+        "--generator",
+        default=None,
+        help="Reader model: an OpenAI-compatible server's URL (http://HOST:PORT/v1 for chat, .../v1/completions for a "
+        "base model, #MODEL to pick one), a local model folder or a cached Hugging Face name. Default: the bundled Gemma 3 270M.",
+    )(func)
+
+
+def _reader(generator: str | None, api_key_env: str | None):
+    """What ``Index.open(generator=...)`` gets: an LLM server is connected to now (a wrong URL or key fails before
+    any work, in one line naming it); a model name or path loads in the Index, when it is first needed."""
+    from .llm_server import is_server_url
+
+    if not is_server_url(generator) and api_key_env is None:
+        return generator
+    from .generation import load_generator
+
+    return load_generator(generator, api_key_env)
+
+
 def _resolve_index_dir(index_dir: Path | None) -> Path:
     return index_dir if index_dir is not None else default_index_dir()
 
@@ -314,11 +342,7 @@ def _print_answer(answer: dict, streamed: bool) -> None:
     "--user", default=None, help="Ask as this user: only documents they may read are used. Default: anonymous."
 )
 @click.option("-k", "k", cls=_LazyHelpOption, type=click.IntRange(1, 50), default=None, lazy_help=_k_help)
-@click.option(
-    "--generator",
-    default=None,
-    help="Hugging Face causal LM name (already cached) or local path. Default: the bundled Gemma 3 270M.",
-)
+@_generator_options
 @click.option("--embedder", default=None, help="Query embedder; must match the index's (the default).")
 @_retrieval_option
 @click.option(
@@ -328,12 +352,16 @@ def _print_answer(answer: dict, streamed: bool) -> None:
     help="Limit on generated tokens (the answer's length). Default: the reader's own.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and timings as JSON.")
-def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_tokens, as_json):
+def ask(question, index_dir, user, k, generator, api_key_env, embedder, retrieval, max_new_tokens, as_json):
     """Answer QUESTION from the indexed documents the user may read, with citations, or say "I don't know"."""
     from .api import Index
 
     index = Index.open(
-        _resolve_index_dir(index_dir), embedder=embedder, generator=generator, retrieval=retrieval, models=_models()
+        _resolve_index_dir(index_dir),
+        embedder=embedder,
+        generator=_reader(generator, api_key_env),
+        retrieval=retrieval,
+        models=_models(),
     )
     with index as live:
         live.load_models()  # the generator loads before the question is read, as it always has
@@ -387,14 +415,16 @@ def ask(question, index_dir, user, k, generator, embedder, retrieval, max_new_to
     show_default=True,
     help="Comma-separated probes to run, or 'none'. Privacy and forgetting train the LoRA adapter even when no LoRA system is asked for.",
 )
-@click.option("--generator", default=None, help="Base model for every system. Default: the bundled Gemma 3 270M.")
+@_generator_options
 @click.option("--embedder", default=None, help="Embedder for the retrieval systems. Default: the bundled MiniLM.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling, training and bootstrap.")
 @click.option(
     "--max-questions", type=click.IntRange(1, None), default=None, help="Score at most this many test questions."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout as well.")
-def eval_command(corpus, qa, acl, out, quick, systems, probes, generator, embedder, seed, max_questions, as_json):
+def eval_command(
+    corpus, qa, acl, out, quick, systems, probes, generator, api_key_env, embedder, seed, max_questions, as_json
+):
     """Compare closed-book, LoRA fine-tuning, RAG, RAG+LoRA and RAG with a RAFT reading adapter on one QA set:
     accuracy, hallucination, abstention, cost, privacy leaks and freshness."""
     from eval.run import EvalOptions, run_eval
@@ -408,6 +438,7 @@ def eval_command(corpus, qa, acl, out, quick, systems, probes, generator, embedd
         systems=[s.strip() for s in systems.split(",") if s.strip()] if systems else None,
         probes=[] if probes.strip() == "none" else [p.strip() for p in probes.split(",") if p.strip()],
         generator=generator,
+        api_key_env=api_key_env,
         embedder=embedder,
         seed=seed,
         max_questions=max_questions,
@@ -483,10 +514,10 @@ def demo(index_dir, generator, as_json):
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--allow-anonymous", is_flag=True, help="Serve requests without an API key, as the anonymous user: documents open to everyone only.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="A web origin (https://host:port) whose pages may call the API. Default: none (CORS closed).")
-@click.option("--generator", default=None, help="Generator for the answers. Default: the bundled Gemma 3 270M.")
+@_generator_options
 @click.option("--embedder", default=None, help="Query embedder; must match the index's (the default).")
 @_retrieval_option
-def serve(index_dir, host, port, allow_anonymous, cors_origins, generator, embedder, retrieval):
+def serve(index_dir, host, port, allow_anonymous, cors_origins, generator, api_key_env, embedder, retrieval):
     """Serve the index over HTTP to the users that API keys name (see `rag keys`), with a web page at /.
 
     \b
@@ -500,7 +531,7 @@ def serve(index_dir, host, port, allow_anonymous, cors_origins, generator, embed
     from .server import create_app
 
     index_dir = _resolve_index_dir(index_dir)
-    index = Index.open(index_dir, embedder=embedder, generator=generator, retrieval=retrieval)
+    index = Index.open(index_dir, embedder=embedder, generator=_reader(generator, api_key_env), retrieval=retrieval)
     keys = KeyStore(index_dir)
     click.echo(f"Loading models for {index_dir} ...", err=True)
     index.load_models()

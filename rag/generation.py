@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from ingest.embedding import best_device, preferred_dtype
-from ingest.errors import ModelLoadError
+from ingest.errors import ModelLoadError, UsageError
 from ingest.paths import cache_dir
 
 DEFAULT_GENERATOR = "gemma-3-270m"
@@ -306,7 +306,7 @@ class HFGenerator:
                     break
                 generated.append(token)
                 text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                cut = _first_stop(text, stop)
+                cut = first_stop(text, stop)
                 if cut is not None:
                     if cut > len(emitted):
                         yield text[len(emitted) : cut]
@@ -416,7 +416,7 @@ class HFGenerator:
         return self._word_starts
 
 
-def _first_stop(text: str, stop: Sequence[str]) -> int | None:
+def first_stop(text: str, stop: Sequence[str]) -> int | None:
     positions = [text.find(s) for s in stop if s and s in text]
     return min(positions) if positions else None
 
@@ -435,6 +435,15 @@ def _eos_ids(tokenizer, model) -> set[int]:
     return ids
 
 
-def load_generator(name_or_path: str | None = None) -> HFGenerator:
+def load_generator(name_or_path: str | None = None, api_key_env: str | None = None) -> Generator:
+    """The generator a ``--generator`` value names: an OpenAI-compatible server's URL (``http://HOST:PORT/v1``,
+    with its key in the environment variable ``api_key_env``), a local model folder, a cached Hugging Face name, or
+    the bundled Gemma (None). ``rag ask``, ``rag serve`` and ``rag eval`` all resolve the option here."""
+    from .llm_server import OpenAIServerGenerator, api_key_from_env, is_server_url
+
+    if is_server_url(name_or_path):
+        return OpenAIServerGenerator(name_or_path, api_key=api_key_from_env(api_key_env))
+    if api_key_env is not None:
+        raise UsageError(f"--api-key-env {api_key_env} goes with a server URL as --generator (http://HOST:PORT/v1)")
     model, tokenizer = load_causal_lm(name_or_path, dtype=inference_dtype(best_device()))
     return HFGenerator(model, tokenizer, model.name_or_path_display)

@@ -136,9 +136,13 @@ def completion_prompt(question: str, passages: list[Passage]) -> str:
     return "\n".join(blocks)
 
 
+def chat_content(question: str, passages: list[Passage]) -> str:
+    """The one user message of a chat prompt: instructions, numbered passages, the question."""
+    return f"{INSTRUCTIONS}\n\nPassages:\n{format_passages(passages)}\n\nQuestion: {' '.join(question.split())}"
+
+
 def chat_messages(question: str, passages: list[Passage]) -> list[dict]:
-    content = f"{INSTRUCTIONS}\n\nPassages:\n{format_passages(passages)}\n\nQuestion: {' '.join(question.split())}"
-    return [{"role": "user", "content": content}]
+    return [{"role": "user", "content": chat_content(question, passages)}]
 
 
 def fit_passages(

@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ingest.errors import ChunkNotFoundError, RagError, UsageError
+from ingest.errors import ChunkNotFoundError, GeneratorServerError, RagError, UsageError
 
 from .server_guards import BODY_DEADLINE_S, RequestGuard, error_body
 
@@ -176,6 +176,9 @@ def http_status(err: RagError) -> tuple[int, str, str]:
         return 404, "not_found", str(err)
     if isinstance(err, UsageError):
         return 400, "invalid_request_error", str(err)
+    if isinstance(err, GeneratorServerError):  # the reader's LLM server (--generator URL): its URL stays in the log
+        log.error("generator server failed: %s", err)
+        return 502, "server_error", "the language model server behind this index failed; the server's log says why"
     log.error("index unavailable: %s", err)
     return 503, "server_error", "the index is not available right now; the server's log says why"
 

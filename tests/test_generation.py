@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from ingest.errors import ModelLoadError
-from rag.generation import DEFAULT_GENERATOR, Extraction, _first_stop, bundled_model_dir, load_generator
+from rag.generation import DEFAULT_GENERATOR, Extraction, bundled_model_dir, first_stop, load_generator
 from rag.prompting import Passage, completion_prompt
 from rag.reader import ExtractiveReader
 from rag.types import SearchResult
 
 
 def test_first_stop_finds_the_earliest_stop_sequence():
-    assert _first_stop("NOK 780\nQuestion: next", ("Question:", "\n")) == 7
-    assert _first_stop("NOK 780", ("\n",)) is None
+    assert first_stop("NOK 780\nQuestion: next", ("Question:", "\n")) == 7
+    assert first_stop("NOK 780", ("\n",)) is None
 
 
 def test_unknown_generator_names_it_and_says_what_works():
