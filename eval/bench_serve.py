@@ -1,14 +1,15 @@
 """Load on `rag serve` with the real default models on the demo corpus, side by side with the Python API and the CLI,
-and a re-index in the middle of the load. Loopback only, bounded in time (about 3 + --duration/60 minutes).
+and a re-index in the middle of the load. Loopback only, bounded in time (a few minutes plus --duration).
 
     nice -n 5 python -m eval.bench_serve                     # 16 search + 4 ask clients for 60 s
     python -m eval.bench_serve --duration 20 --out bench-out/serve.json
 
-Rows: the Python API (one call at a time, in process), the CLI (one process per call: start, model load, query),
-the server with one client at a time, then the server under load (16 clients looping on POST /v1/search and 4 on
-POST /v1/ask, as four different users). Half-way through the load, a document changes and `rag index` publishes a
-new generation. Every response is then checked: no request may fail, and every search result list and every
-answer's citations must match one generation's catalog exactly (ids and texts), never a mix of two. One search
+Rows: the Python API in process and the server with one client, taking turns call by call (so that both see the
+same machine); the CLI (one process per call: start, model load, query); then the server under load (16 clients
+looping on POST /v1/search and 4 on POST /v1/ask, as four different users). A quarter of the way into the load, a
+document changes and `rag index` publishes a new generation; the load goes on until the new one has been served a
+while. Every response is then checked: no request may fail, and every search result list and every answer's
+citations must match one generation's catalog exactly (ids, sources, texts), never a mix of two. One search
 client asks for the changed document throughout: once it has seen the new text, it must never see the old one.
 Figures are latencies in ms (p50/p95) and requests per second; the machine is shared, so compare within one run.
 """
@@ -58,26 +59,6 @@ def _stats(times_ms: list[float]) -> dict:
 
 def _rag(*args: str) -> list[str]:
     return [sys.executable, "-m", "rag.cli", *args]
-
-
-def python_api(index_dir: Path, questions: list[str], n_search: int, n_ask: int) -> dict:
-    from rag.api import Index
-
-    with Index.open(index_dir) as index:
-        started = time.perf_counter()
-        index.load_models()
-        load_s = time.perf_counter() - started
-        index.ask(questions[0], user="alice")  # warm-up: first-call allocations and prefix caches
-        search, ask = [], []
-        for i in range(n_search):
-            t = time.perf_counter()
-            index.search(questions[i % len(questions)], user=USERS[i % 4], k=K)
-            search.append((time.perf_counter() - t) * 1e3)
-        for i in range(n_ask):
-            t = time.perf_counter()
-            index.ask(questions[(i * 7) % len(questions)], user=USERS[i % 4])
-            ask.append((time.perf_counter() - t) * 1e3)
-    return {"model_load_s": round(load_s, 1), "search": _stats(search), "ask": _stats(ask)}
 
 
 def cli(index_dir: Path, questions: list[str], n_search: int, n_ask: int) -> dict:
@@ -149,32 +130,50 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def server_sequential(server: Server, tokens: dict, questions: list[str], n_search: int, n_ask: int) -> dict:
+def paired(server: Server, tokens: dict, index_dir: Path, questions: list[str], n_search: int, n_ask: int) -> dict:
+    """The Python API in this process and the server (one client) take turns on the same calls, so both see the
+    same machine: on a shared, noisy machine only a side-by-side ratio means anything."""
     import httpx
 
-    out = {}
-    with httpx.Client(base_url=server.url, timeout=300) as client:
-        for name, path, n, body in (
-            ("search", "/v1/search", n_search, _search_body),
-            ("ask", "/v1/ask", n_ask, lambda q: {"question": q}),
-        ):
-            times = []
+    from rag.api import Index
+
+    calls = {
+        "search": (n_search, "/v1/search", lambda q: _search_body(q), lambda index, q, u: index.search(q, user=u, k=K)),
+        "ask": (n_ask, "/v1/ask", lambda q: {"question": q}, lambda index, q, u: index.ask(q, user=u)),
+    }
+    times: dict[str, list[float]] = {f"{who} {kind}": [] for who in ("api", "server") for kind in calls}
+    with Index.open(index_dir) as index, httpx.Client(base_url=server.url, timeout=600) as client:
+        started = time.perf_counter()
+        index.load_models()
+        load_s = time.perf_counter() - started
+        index.ask(questions[0], user="alice")  # warm-up, as the server's first request was
+        client.post("/v1/ask", json={"question": questions[0]}, headers={"Authorization": f"Bearer {tokens['alice']}"})
+        for kind, (n, path, body, call) in calls.items():
             for i in range(n):
-                headers = {"Authorization": f"Bearer {tokens[USERS[i % 4]]}"}
-                t = time.perf_counter()
-                client.post(path, json=body(questions[(i * 7) % len(questions)]), headers=headers).raise_for_status()
-                times.append((time.perf_counter() - t) * 1e3)
-            out[name] = _stats(times)
-    return out
+                question, user = questions[(i * 7) % len(questions)], USERS[i % 4]
+                order = ("api", "server") if i % 2 == 0 else ("server", "api")  # neither always goes first
+                for who in order:
+                    t = time.perf_counter()
+                    if who == "api":
+                        call(index, question, user)
+                    else:
+                        headers = {"Authorization": f"Bearer {tokens[user]}"}
+                        client.post(path, json=body(question), headers=headers).raise_for_status()
+                    times[f"{who} {kind}"].append((time.perf_counter() - t) * 1e3)
+    return {
+        "api_model_load_s": round(load_s, 1),
+        "python_api": {kind: _stats(times[f"api {kind}"]) for kind in calls},
+        "server_one_client": {kind: _stats(times[f"server {kind}"]) for kind in calls},
+    }
 
 
 class LoadClient(threading.Thread):
-    """Loops on one endpoint until ``stop_at``; records each request's latency, status and what it returned."""
+    """Loops on one endpoint until ``stop`` is set; records each request's latency, status and what it returned."""
 
-    def __init__(self, url: str, token: str, kind: str, queries: list[str], stop_at: float, offset: int) -> None:
+    def __init__(self, url: str, token: str, kind: str, queries: list[str], stop: threading.Event, offset: int):
         super().__init__(daemon=True)
         self.url, self.token, self.kind, self.queries = url, token, kind, queries
-        self.stop_at, self.offset = stop_at, offset
+        self.stop, self.offset = stop, offset
         self.records: list[dict] = []
 
     def run(self) -> None:
@@ -183,7 +182,7 @@ class LoadClient(threading.Thread):
         path = "/v1/search" if self.kind == "search" else "/v1/ask"
         with httpx.Client(base_url=self.url, timeout=300, headers={"Authorization": f"Bearer {self.token}"}) as client:
             i = self.offset
-            while time.perf_counter() < self.stop_at:
+            while not self.stop.is_set():
                 query = self.queries[i % len(self.queries)]
                 i += 1
                 body = _search_body(query) if self.kind == "search" else {"question": query}
@@ -250,31 +249,40 @@ def _check(clients: list[LoadClient], catalogs: dict, marker_client: LoadClient)
 
 
 def load(server, tokens, index_dir, corpus, questions, duration, n_search, n_ask) -> dict:
-    stop_at = time.perf_counter() + duration
+    """Clients loop for ``duration`` s; a quarter of the way in, a document changes and `rag index` runs (in its own
+    process, loading its own embedder). The load goes on until the new generation has been served for a while."""
+    stop = threading.Event()
+
     def client(i: int, kind: str, queries: list[str]) -> LoadClient:
-        return LoadClient(server.url, tokens[USERS[i % 4]], kind, queries, stop_at, offset=i * 7)
+        return LoadClient(server.url, tokens[USERS[i % 4]], kind, queries, stop, offset=i * 7)
 
     search = [client(i, "search", questions) for i in range(n_search - 1)]
     marker = client(0, "search", [MARKER_QUERY])  # alice, who may read news/
     asks = [client(i, "ask", questions) for i in range(n_ask)]
     clients = [*search, marker, *asks]
-    for client in clients:
-        client.start()
-    time.sleep(duration / 2)
+    started = time.perf_counter()
+    for each in clients:
+        each.start()
+    time.sleep(duration / 4)
     (corpus / MARKER).write_text(_marker("bravo"))
     t = time.perf_counter()
     _index(corpus, index_dir)
-    reindex_s = time.perf_counter() - t
-    for client in clients:
-        client.join()
+    published = time.perf_counter()
+    time.sleep(max(started + duration - published, duration / 4))
+    stop.set()
+    for each in clients:
+        each.join()
+    elapsed = time.perf_counter() - started
     check = _check(clients, _generation_catalogs(index_dir), marker)
     rows = {}
     for kind, group in (("search", [*search, marker]), ("ask", asks)):
         times = [r["ms"] for c in group for r in c.records if r["status"] == 200]
         requests = sum(len(c.records) for c in group)
         rows[kind] = {**_stats(times), "clients": len(group), "requests": requests}
-        rows[kind]["rps"] = round(requests / duration, 1)
-    return {"duration_s": duration, "reindex_s": round(reindex_s, 1), **rows, **check}
+        rows[kind]["rps"] = round(requests / elapsed, 2)
+    timing = {"duration_s": round(elapsed, 1), "reindex_s": round(published - t, 1)}
+    timing["reindex_at_s"] = round(t - started, 1)
+    return {**timing, **rows, **check}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-clients", type=int, default=16)
     parser.add_argument("--ask-clients", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("bench-out/serve.json"))
+    parser.add_argument("--quick", action="store_true", help="Fewer one-at-a-time calls: a smoke run of every row.")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -291,23 +300,22 @@ def main(argv: list[str] | None = None) -> int:
     from rag.keys import KeyStore
 
     questions = _questions()
+    n_search, n_ask = (10, 2) if args.quick else (40, 8)
     report: dict = {"cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="rag-bench-serve-") as scratch:
         corpus = Path(shutil.copytree(bundled_corpus(), Path(scratch) / "acme"))
         (corpus / MARKER).write_text(_marker("alpha"))
         index_dir = Path(scratch) / "index"
         _index(corpus, index_dir)
-        print("python api ...", flush=True)
-        report["python_api"] = python_api(index_dir, questions, n_search=40, n_ask=8)
-        print("cli ...", flush=True)
-        report["cli"] = cli(index_dir, questions, n_search=3, n_ask=3)
         keys = KeyStore(index_dir)
         tokens = {user: keys.add(user)[1] for user in USERS}
         server = Server(index_dir, Path(scratch) / "serve.log")
         try:
             report["server_startup_s"] = round(server.startup_s, 1)
-            print("server, one client ...", flush=True)
-            report["server_one_client"] = server_sequential(server, tokens, questions, n_search=40, n_ask=8)
+            print("python api and server, taking turns ...", flush=True)
+            report.update(paired(server, tokens, index_dir, questions, n_search, n_ask))
+            print("cli ...", flush=True)
+            report["cli"] = cli(index_dir, questions, n_search=1 if args.quick else 3, n_ask=1 if args.quick else 3)
             print(f"server under load for {args.duration:g} s ...", flush=True)
             report["server_load"] = load(
                 server, tokens, index_dir, corpus, questions, args.duration, args.search_clients, args.ask_clients
@@ -337,7 +345,8 @@ def _print(report: dict) -> None:
     print(
         f"\nload: {load['search']['requests']} searches ({load['search']['rps']}/s), {load['ask']['requests']} asks "
         f"({load['ask']['rps']}/s) in {load['duration_s']:g} s; failed {load['failed']}; mixed generation "
-        f"{load['mixed_generation']}; re-index {load['reindex_s']} s; marker: {load['marker_sequence']}"
+        f"{load['mixed_generation']}; re-index at {load['reindex_at_s']} s took {load['reindex_s']} s; marker: "
+        f"{load['marker_sequence']}"
         f"{' (WENT BACK)' if load['marker_went_back'] else ''}"
     )
 
