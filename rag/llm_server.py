@@ -124,8 +124,7 @@ class OpenAIServerGenerator:
         try:
             for delta in deltas:
                 text += delta
-                if self.speaks_chat:
-                    text = text.lstrip()  # nothing is emitted before the first non-space character
+                text = text.lstrip()  # nothing is emitted before the first non-space character
                 cut = first_stop(text, stop)
                 if cut is not None:
                     if cut > emitted:

