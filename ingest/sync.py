@@ -25,6 +25,7 @@ from .loaders import LoadError, discover, load_file
 from .policy import find_policy
 from .store import GenerationWriter, current_generation, open_index, writer_lock
 from .types import Chunk, Skipped
+from .vectors import check_kind
 
 EMBED_BATCH = 256  # chunks per progress step; sentence-transformers batches further inside
 
@@ -67,7 +68,7 @@ def index_folder(
     rebuild: bool = False,
     chunk_size: int | None = None,
     overlap: int | None = None,
-    vector_kind: str = "flat",
+    vector_kind: str | None = None,
     progress: bool | None = None,
 ) -> IndexReport:
     started = time.perf_counter()
@@ -84,6 +85,7 @@ def index_folder(
         try:
             previous = live.catalog.documents() if live else {}
             params = _check_compatible(live, embedder, chunk_size, overlap)
+            check_kind(live.vectors if live else None, vector_kind, index_dir)
         finally:
             if live:
                 live.close()
@@ -158,7 +160,8 @@ def index_folder(
             _finish(report, index_dir, started)
             return report
 
-        writer = GenerationWriter(index_dir, embedder.dimension, kind=vector_kind, rebuild=rebuild or live is None)
+        kind = vector_kind or "flat"
+        writer = GenerationWriter(index_dir, embedder.dimension, kind=kind, rebuild=rebuild or live is None)
         try:
             with writer.catalog.transaction():
                 _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report)

@@ -113,10 +113,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option(
     "--vector-index",
     "vector_kind",
-    type=click.Choice(["flat", "hnsw", "ivf"]),
-    default="flat",
-    show_default=True,
-    help="FAISS index type; hnsw/ivf are approximate, for very large folders.",
+    type=click.Choice(["flat", "hnsw", "ivf", "ivfpq"]),
+    default=None,
+    help="FAISS index kind of a new index (default flat, exact). hnsw/ivf are approximate, for very large folders; ivfpq compresses vectors for collections that outgrow memory (millions of chunks). An existing index keeps its kind: changing it needs --rebuild.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_kind, as_json):
@@ -214,7 +213,8 @@ def status(index_dir, as_json):
             "indexed_at": live.meta("indexed_at"),
             "chunk_size": live.meta("chunk_size"),
             "overlap": live.meta("overlap"),
-            "vector_index": live.meta("vector_kind"),
+            "vector_index": live.vectors.kind,
+            "vector_params": live.vectors.params(),
         }
     finally:
         live.close()
@@ -225,6 +225,8 @@ def status(index_dir, as_json):
     click.echo(f"  folder:    {data['folder']}")
     click.echo(f"  documents: {data['documents']}   chunks: {data['chunks']}")
     click.echo(f"  embedder:  {data['embedder']} ({data['dimension']} dims, {data['vector_index']} index)")
+    if data["vector_params"]:
+        click.echo("  vectors:   " + ", ".join(f"{key}={value}" for key, value in data["vector_params"].items()))
     if data["acl"]:
         click.echo(f"  policy:    {data['policy']} (default {data['default']})")
         for rule in data["rules"]:

@@ -159,3 +159,17 @@ def test_real_minilm_end_to_end(tmp_path, monkeypatch):
     assert status["embedder"] == "sentence-transformers/all-MiniLM-L6-v2" and status["dimension"] == 384
     assert not any("script text" in h["text"] for h in hits)
     assert Path(tmp_path / "idx").is_dir()
+
+
+def test_vector_index_kind_is_kept_shown_and_changed_only_with_rebuild(folder, tmp_path):
+    index_dir = str(tmp_path / "idx")
+    assert run("index", str(folder), "--index-dir", index_dir, "--vector-index", "hnsw").exit_code == 0
+    assert run("index", str(folder), "--index-dir", index_dir).exit_code == 0  # no flag: the live kind is kept
+    status = json.loads(run("status", "--index-dir", index_dir, "--json").stdout)
+    assert status["vector_index"] == "hnsw" and status["vector_params"]["M"] == 32
+    result = run("index", str(folder), "--index-dir", index_dir, "--vector-index", "ivfpq")
+    assert result.exit_code == 2 and "--rebuild" in result.output and "'hnsw'" in result.output
+    result = run("index", str(folder), "--index-dir", index_dir, "--vector-index", "ivfpq", "--rebuild")
+    assert result.exit_code == 0, result.output
+    status = json.loads(run("status", "--index-dir", index_dir, "--json").stdout)
+    assert status["vector_index"] == "ivfpq" and status["vector_params"]["nlist"] == 1024
