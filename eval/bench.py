@@ -4,6 +4,7 @@ and generation. Prints a table per section and writes every figure as JSON.
     python -m eval.bench                    # everything (about 15-25 min on 2 cores)
     python -m eval.bench --quick            # a smoke-sized run of every section (a few minutes)
     python -m eval.bench --only ingest search --out bench.json
+    python -m eval.bench --only search --scale 10m   # 10M vectors in ivfpq (eval.bench_scale)
 
 Ingest corpora: the bundled demo corpus, a generated corpus of 2,000 documents (``eval.corpus_gen``, seed 0,
 about 2 MB), and the SQuAD sample (one text file per article, as ``rag eval`` writes it). Each system runs in its
@@ -124,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller corpora and fewer repeats (a smoke run)")
     parser.add_argument("--no-peers", action="store_true", help="skip LangChain and LlamaIndex in the ingest rows")
     parser.add_argument("--million", action="store_true", help="also search 1M chunks (flat and IVF; slow)")
+    parser.add_argument(
+        "--scale",
+        default=None,
+        help="search section: instead of the 10k/100k rows, N synthetic vectors in ivfpq (100k, 1m, 10m or a count)",
+    )
     parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD, help="SQuAD 2.0 JSON (ingest corpus, roofline)")
     parser.add_argument("--cold", action="store_true", help="also time a cold model load (GGUF conversion, ~80 s)")
     parser.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON output (default bench.json)")
@@ -145,7 +151,14 @@ def main(argv: list[str] | None = None) -> int:
 
             print("== embedding roofline")
             result["roofline"] = run_roofline(squad, quick=args.quick)
-        if "search" in args.only:
+        if "search" in args.only and args.scale:
+            from .bench_scale import parse_scale
+            from .bench_scale import run as run_scale
+
+            n = parse_scale(args.scale)
+            print(f"== search at scale ({n:,} vectors, ivfpq, k=10, one query at a time)")
+            result["search_scale"] = run_scale(n, n_queries=30 if args.quick else 100)
+        elif "search" in args.only:
             from .bench_search import run as run_search
 
             print("== search (k=10, one query at a time)")

@@ -1,4 +1,4 @@
-"""Search benchmark through ``ingest.vectors.VectorIndex`` (our real code): flat, HNSW, IVF and IVF-PQ, with and without a
+"""Search benchmark through ``ingest.vectors.VectorIndex`` (our real code): flat, HNSW and IVF, with and without a
 permission filter, at 10k / 100k (/ 1M) synthetic chunks (d=384, the clustered vectors of ``eval.bench_filter``).
 
 Per kind and size: p50/p95 latency (one query at a time, k=10), recall@10 against exact search, and ``full``: the

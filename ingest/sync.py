@@ -58,6 +58,7 @@ class _Pending:
     size: int
     chunks: list[Chunk]
     replaces: int | None  # the catalog id of the previous version, if any
+    vectors: np.ndarray | None = None  # embedded already by an engine that embeds as it parses (Ray)
 
 
 def index_folder(
@@ -70,7 +71,10 @@ def index_folder(
     overlap: int | None = None,
     vector_kind: str | None = None,
     progress: bool | None = None,
+    engine=None,
 ) -> IndexReport:
+    """``engine`` (e.g. ``ingest.ray_engine.RayEngine``) parses, chunks and embeds changed files elsewhere; the
+    scan, the catalog and the generation switch stay here, in the one writer."""
     started = time.perf_counter()
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -95,6 +99,7 @@ def index_folder(
         report = IndexReport(skipped=list(skipped))
 
         pending: list[_Pending] = []
+        changed: list[_Pending] = []  # new or changed content, parsed after the scan (by the engine, if any)
         stat_only: dict[int, tuple[int, int]] = {}
         kept: set[str] = set()
         for source in _progress(sources, show, "Reading"):
@@ -116,18 +121,19 @@ def index_folder(
                 report.unchanged += 1
                 stat_only[old.id] = (stat.st_mtime_ns, stat.st_size)
                 continue
-            try:
-                document = load_file(folder, source)
-                chunks = chunker.split(document)
-            except LoadError as err:
-                report.skipped.append(Skipped(source, str(err)))
-                if old:  # keep the last good version rather than lose it; the next run retries
+            changed.append(_Pending(source, digest, stat.st_mtime_ns, stat.st_size, [], old.id if old else None))
+        parsed = engine.parse(folder, changed, params, show) if engine else _parse_locally(folder, changed, chunker)
+        for item, (chunks, vectors, error) in zip(changed, parsed):
+            if error is not None:
+                report.skipped.append(Skipped(item.source, error))
+                if item.replaces is not None:  # keep the last good version rather than lose it; the next run retries
                     report.unchanged += 1
                 continue
             if not chunks:
-                report.skipped.append(Skipped(source, "no text to index"))
+                report.skipped.append(Skipped(item.source, "no text to index"))
                 continue
-            pending.append(_Pending(source, digest, stat.st_mtime_ns, stat.st_size, chunks, old.id if old else None))
+            item.chunks, item.vectors = chunks, vectors
+            pending.append(item)
 
         deleted = [record for source, record in previous.items() if source not in kept]
         principals = {source: policy.principals_for(source) for source in kept}
@@ -198,14 +204,27 @@ def _apply(writer, pending, deleted, stat_only, changed_permissions, principals,
     next_id = catalog.next_chunk_id()
     for item in pending:
         doc_id = catalog.add_document(item.source, item.hash, item.mtime_ns, item.size, principals[item.source])
-        ids += catalog.add_chunks(doc_id, next_id, item.chunks)
+        chunk_ids = catalog.add_chunks(doc_id, next_id, item.chunks)
         next_id += len(item.chunks)
+        if item.vectors is not None:
+            vectors.add(np.asarray(chunk_ids, dtype=np.int64), item.vectors)
+            continue
+        ids += chunk_ids
         texts += [embedding_text(item.source, chunk) for chunk in item.chunks]
     batches = range(0, len(texts), EMBED_BATCH)
     for start in _progress(batches, show and len(texts) > EMBED_BATCH, "Embedding", unit_scale=EMBED_BATCH):
         batch_ids = np.asarray(ids[start : start + EMBED_BATCH], dtype=np.int64)
         vectors.add(batch_ids, embedder.embed(texts[start : start + EMBED_BATCH]))
-    report.chunks_embedded = len(texts)
+    report.chunks_embedded = sum(len(item.chunks) for item in pending)
+
+
+def _parse_locally(folder: Path, changed: list[_Pending], chunker: Chunker):
+    """(chunks, None, None) per changed file, or (None, None, reason) when it cannot be loaded."""
+    for item in changed:
+        try:
+            yield chunker.split(load_file(folder, item.source)), None, None
+        except LoadError as err:
+            yield None, None, str(err)
 
 
 def embedding_text(source: str, chunk: Chunk) -> str:

@@ -117,8 +117,20 @@ def cli(ctx: click.Context, debug: bool) -> None:
     default=None,
     help="FAISS index kind of a new index (default flat, exact). hnsw/ivf are approximate, for very large folders; ivfpq compresses vectors for collections that outgrow memory (millions of chunks). An existing index keeps its kind: changing it needs --rebuild.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where changed files are parsed, chunked and embedded: this process, or a Ray cluster (pip install \"docrag[ray]\"). The index is written here either way.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="Ray cluster to run on with --engine ray (HOST:6379, or ray://HOST:10001). Default: $RAY_ADDRESS, else a local Ray instance on this machine.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_kind, as_json):
+def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_kind, engine, ray_address, as_json):
     """Index the documents in PATH (incremental: adds, updates and deletes; embeds only what changed)."""
     from ingest.embedding import load_embedder
     from ingest.store import current_generation, open_index
@@ -131,7 +143,13 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
         live = open_index(index_dir, check=False)
         embedder = live.meta("embedder")  # keep the index's own embedder unless told otherwise
         live.close()
+    if ray_address and engine != "ray":
+        raise UsageError(f"--ray-address {ray_address} needs --engine ray")
     model = load_embedder(embedder)
+    if engine == "ray":
+        from ingest.ray_engine import ray_engine
+
+        engine = ray_engine(model.name, getattr(model, "dtype", None), ray_address)
     report = index_folder(
         path,
         index_dir,
@@ -141,6 +159,7 @@ def index(path, index_dir, acl, embedder, rebuild, chunk_size, overlap, vector_k
         chunk_size=chunk_size,
         overlap=overlap,
         vector_kind=vector_kind,
+        engine=engine if engine != "local" else None,
     )
     if as_json:
         _emit_json(report.to_json())
