@@ -34,9 +34,16 @@ PARSE_CPUS = 0.25  # parsing is light next to embedding: it shares a core with t
 class RayEngine:
     """Parse, chunk and embed on a Ray cluster (``address`` None: start or join a local one)."""
 
-    def __init__(self, embedder_factory: Callable[[], Embedder], address: str | None = None, **init_args) -> None:
+    def __init__(
+        self,
+        embedder_factory: Callable[[], Embedder],
+        address: str | None = None,
+        workers: int | None = None,
+        **init_args,
+    ) -> None:
         self.embedder_factory = embedder_factory
         self.address = address
+        self.workers = workers  # embedder actors at most (default: one per GPU, else one per CPU)
         self.init_args = init_args  # e.g. num_cpus=2 for a local instance
 
     def parse(self, folder: Path, changed: list, params: dict, show: bool) -> Iterator[tuple]:
@@ -51,6 +58,7 @@ class RayEngine:
         DataContext.get_current().enable_progress_bars = show
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        workers = min(self.workers or gpus or cpus, gpus or cpus)
         items = [{"source": item.source} for item in changed]
         dataset = (
             ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cpus))
@@ -65,7 +73,7 @@ class RayEngine:
                 fn_constructor_args=(self.embedder_factory,),
                 batch_size=ROWS_PER_BATCH,
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=gpus or cpus),
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
                 num_gpus=1 if gpus else 0,
                 num_cpus=1,
             )

@@ -173,3 +173,8 @@ def test_vector_index_kind_is_kept_shown_and_changed_only_with_rebuild(folder, t
     assert result.exit_code == 0, result.output
     status = json.loads(run("status", "--index-dir", index_dir, "--json").stdout)
     assert status["vector_index"] == "ivfpq" and status["vector_params"]["nlist"] == 1024
+
+
+def test_ray_address_without_the_ray_engine_is_a_usage_error(folder, tmp_path):
+    result = run("index", str(folder), "--index-dir", str(tmp_path / "idx"), "--ray-address", "10.0.0.5:6379")
+    assert result.exit_code == 2 and "--engine ray" in result.output
