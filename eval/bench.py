@@ -4,6 +4,7 @@ and generation. Prints a table per section and writes every figure as JSON.
     python -m eval.bench                    # everything (about 15-25 min on 2 cores)
     python -m eval.bench --quick            # a smoke-sized run of every section (a few minutes)
     python -m eval.bench --only ingest search --out bench.json
+    python -m eval.bench --only search --scale 10m   # 10M vectors in ivfpq (eval.bench_scale)
 
 Ingest corpora: the bundled demo corpus, a generated corpus of 2,000 documents (``eval.corpus_gen``, seed 0,
 about 2 MB), and the SQuAD sample (one text file per article, as ``rag eval`` writes it). Each system runs in its
@@ -33,7 +34,7 @@ DEFAULT_SQUAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 # --- ingest ------------------------------------------------------------------------------------------------------
 
 
-def _ingest_corpora(scratch: Path, squad: Path | None, quick: bool) -> dict[str, Path]:
+def _ingest_corpora(scratch: Path, squad: Path | None, quick: bool, n_docs: int | None = None) -> dict[str, Path]:
     from ingest.paths import bundled_corpus
 
     from .corpus_gen import generate
@@ -42,8 +43,9 @@ def _ingest_corpora(scratch: Path, squad: Path | None, quick: bool) -> dict[str,
     # Copies: the ingest worker edits one file in place to time a one-change re-index.
     corpora = {"demo": Path(shutil.copytree(bundled_corpus(), scratch / "demo"))}
     generated = scratch / "generated"
-    generate(generated, n_docs=200 if quick else 2000)
-    corpora["generated-200" if quick else "generated-2000"] = generated
+    n_docs = n_docs or (200 if quick else 2000)
+    generate(generated, n_docs=n_docs)
+    corpora[f"generated-{n_docs}"] = generated
     if squad and squad.is_file():
         corpora["squad"] = squad_to_corpus(squad, scratch / "squad")
     return corpora
@@ -63,13 +65,17 @@ def _ingest_one(system: str, corpus: Path, scratch: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def run_ingest(scratch: Path, squad: Path | None, quick: bool, peers: bool, log=print) -> list[dict]:
+def run_ingest(
+    scratch: Path, squad: Path | None, quick: bool, peers: bool, log=print, ray: bool = False, n_docs: int | None = None
+) -> list[dict]:
     from .bench_ingest import corpus_tokens
 
     rows: list[dict] = []
-    for name, folder in _ingest_corpora(scratch, squad, quick).items():
+    for name, folder in _ingest_corpora(scratch, squad, quick, n_docs).items():
         tokens = corpus_tokens(folder)
         results = {"ours": _ingest_one("ours", folder, scratch)}
+        for engine in ("ours_ray1", "ours_ray2") if ray else ():
+            results[engine] = _ingest_one(engine, folder, scratch)
         for peer in PEERS if peers else ():
             results[peer] = _ingest_one(peer, folder, scratch)
         ours_rate = results["ours"].get("chunks", 0) / results["ours"]["seconds"] if "seconds" in results["ours"] else 0
@@ -79,7 +85,9 @@ def run_ingest(scratch: Path, squad: Path | None, quick: bool, peers: bool, log=
                 row["docs_per_s"] = result["documents"] / result["seconds"]
                 row["chunks_per_s"] = result["chunks"] / result["seconds"]
                 row["tokens_per_s"] = tokens / result["seconds"]
-                if system != "ours":
+                if system.startswith("ours_ray"):
+                    row["ray_over_local"] = row["chunks_per_s"] / ours_rate if ours_rate else None
+                elif system != "ours":
                     row["ours_over_peer"] = ours_rate / row["chunks_per_s"] if row["chunks_per_s"] else None
             rows.append(row)
             log(_fmt_ingest(row))
@@ -95,6 +103,8 @@ def _fmt_ingest(row: dict) -> str:
         f"{row['docs_per_s']:7.1f} docs/s {row['chunks_per_s']:6.1f} chunks/s {row['tokens_per_s']:7.0f} tok/s  "
         f"peak {row['peak_rss_mb']:5.0f} MB"
     )
+    if row.get("ray_over_local"):
+        text += f"  ray/local {row['ray_over_local']:.2f}x"
     if row.get("ours_over_peer"):
         text += f"  ours/peer {row['ours_over_peer']:.2f}x"
     if "noop_reindex_s" in row:
@@ -123,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--quick", action="store_true", help="smaller corpora and fewer repeats (a smoke run)")
     parser.add_argument("--no-peers", action="store_true", help="skip LangChain and LlamaIndex in the ingest rows")
+    parser.add_argument("--ray", action="store_true", help="ingest: also --engine ray with 1 and 2 embedder actors")
+    parser.add_argument("--docs", type=int, default=None, help="ingest: documents in the generated corpus")
     parser.add_argument("--million", action="store_true", help="also search 1M chunks (flat and IVF; slow)")
+    parser.add_argument(
+        "--scale",
+        default=None,
+        help="search section: instead of the 10k/100k rows, N synthetic vectors in ivfpq (100k, 1m, 10m or a count)",
+    )
     parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD, help="SQuAD 2.0 JSON (ingest corpus, roofline)")
     parser.add_argument("--cold", action="store_true", help="also time a cold model load (GGUF conversion, ~80 s)")
     parser.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON output (default bench.json)")
@@ -139,13 +156,20 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(tmp)
         if "ingest" in args.only:
             print("== ingest (cold index; ours/peer = chunks/s ratio, same splitter budget and embedder)")
-            result["ingest"] = run_ingest(scratch, squad, args.quick, not args.no_peers)
+            result["ingest"] = run_ingest(scratch, squad, args.quick, not args.no_peers, ray=args.ray, n_docs=args.docs)
         if "roofline" in args.only and squad:
             from .bench_roofline import run as run_roofline
 
             print("== embedding roofline")
             result["roofline"] = run_roofline(squad, quick=args.quick)
-        if "search" in args.only:
+        if "search" in args.only and args.scale:
+            from .bench_scale import parse_scale
+            from .bench_scale import run as run_scale
+
+            n = parse_scale(args.scale)
+            print(f"== search at scale ({n:,} vectors, ivfpq, k=10, one query at a time)")
+            result["search_scale"] = run_scale(n, n_queries=30 if args.quick else 100)
+        elif "search" in args.only:
             from .bench_search import run as run_search
 
             print("== search (k=10, one query at a time)")

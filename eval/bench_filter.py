@@ -16,7 +16,7 @@ runs, FAISS on one thread). Variants, each with p50/p95 latency in milliseconds:
 - ``hnsw_auto``      what ``VectorIndex.search`` does: exact below the cut-off, HNSW above it (plus an exact
                      redo of any query that HNSW leaves short)
 
-HNSW rows also run at 2% and 5% to place the fallback cut-off (``ingest.vectors.EXACT_FALLBACK_FRACTION``).
+HNSW rows also run at 2% and 5% to place the fallback cut-off (``ingest.vector_kinds.EXACT_FALLBACK_FRACTION``).
 Latencies include building the selector from the sorted permitted ids, as a cache miss would not but every
 search does. The CPU is shared and noisy; compare within one run.
 """
@@ -71,7 +71,8 @@ def _recall(rows, truth) -> float:
 def run_size(n: int, n_queries: int, hnsw: bool = True) -> list[dict]:
     import faiss
 
-    from ingest.vectors import EXACT_FALLBACK_FRACTION, EXACT_FALLBACK_MIN_IDS, VectorIndex
+    from ingest.vector_kinds import EXACT_FALLBACK_FRACTION, EXACT_FALLBACK_MIN_IDS
+    from ingest.vectors import VectorIndex
 
     x, queries = synthetic(n, n_queries)
     ids = np.arange(1, n + 1, dtype=np.int64)

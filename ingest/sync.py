@@ -27,6 +27,7 @@ from .paths import POLICY_FILENAME
 from .policy import Policy, find_policy
 from .store import GenerationWriter, current_generation, open_index, recorded_meta, writer_lock
 from .types import Chunk, Skipped
+from .vectors import check_kind
 
 EMBED_BATCH = 256  # chunks per progress step; sentence-transformers batches further inside
 
@@ -60,6 +61,7 @@ class _Pending:
     size: int
     chunks: list[Chunk]
     replaces: int | None  # the catalog id of the previous version, if any
+    vectors: np.ndarray | None = None  # embedded already by an engine that embeds as it parses (Ray)
 
 
 def index_folder(
@@ -70,16 +72,19 @@ def index_folder(
     rebuild: bool = False,
     chunk_size: int | None = None,
     overlap: int | None = None,
-    vector_kind: str = "flat",
+    vector_kind: str | None = None,
     progress: bool | None = None,
     no_acl: bool = False,
     purge: bool = False,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    engine=None,
 ) -> IndexReport:
     """Bring the index at ``index_dir`` in step with ``folder``.
 
     ``no_acl`` indexes without any policy even where the index was built with one (which otherwise fails closed);
-    ``purge`` writes a compacted generation even when nothing changed, so deleted text is gone from the files.
+    ``purge`` writes a compacted generation even when nothing changed, so deleted text is gone from the files;
+    ``engine`` (e.g. ``ingest.ray_engine.RayEngine``) parses, chunks and embeds changed files elsewhere, while the
+    scan, the catalog and the generation switch stay here, in the one writer.
     """
     started = time.perf_counter()
     folder = Path(folder).expanduser()
@@ -100,6 +105,7 @@ def index_folder(
         try:
             previous = live.catalog.documents() if live else {}
             params = _check_compatible(live, embedder, chunk_size, overlap)
+            check_kind(live.vectors if live else None, vector_kind, index_dir)
         finally:
             if live:
                 live.close()
@@ -109,6 +115,7 @@ def index_folder(
         report = IndexReport(skipped=skipped + aliased)
 
         pending: list[_Pending] = []
+        changed: list[_Pending] = []  # new or changed content, parsed after the scan (by the engine, if any)
         stat_only: dict[int, tuple[int, int]] = {}
         kept: set[str] = set()
         for item in _progress(found, show, "Reading"):
@@ -127,16 +134,32 @@ def index_folder(
                     report.unchanged += 1
                     stat_only[old.id] = (item.mtime_ns, item.size)
                     continue
-                chunks = chunker.split(load_bytes(source, data))
+                pending_item = _Pending(source, digest, item.mtime_ns, item.size, [], old.id if old else None)
+                if engine is not None:  # parsed after the scan, on the engine's workers
+                    changed.append(pending_item)
+                    continue
+                pending_item.chunks = chunker.split(load_bytes(source, data))
             except LoadError as err:  # unreadable, changed under us, unparsable: keep the last good version
                 report.skipped.append(Skipped(source, str(err)))
                 if old:
                     report.unchanged += 1
                 continue
-            if not chunks:
+            if not pending_item.chunks:
                 report.skipped.append(Skipped(source, "no text to index"))
                 continue
-            pending.append(_Pending(source, digest, item.mtime_ns, item.size, chunks, old.id if old else None))
+            pending.append(pending_item)
+        parsed = engine.parse(folder, changed, params, show) if engine else ()
+        for item, (chunks, vectors, error) in zip(changed, parsed):
+            if error is not None:
+                report.skipped.append(Skipped(item.source, error))
+                if item.replaces is not None:  # keep the last good version rather than lose it; the next run retries
+                    report.unchanged += 1
+                continue
+            if not chunks:
+                report.skipped.append(Skipped(item.source, "no text to index"))
+                continue
+            item.chunks, item.vectors = chunks, vectors
+            pending.append(item)
         report.skipped.sort(key=lambda s: s.path)
 
         deleted = [record for source, record in previous.items() if source not in kept]
@@ -177,7 +200,7 @@ def index_folder(
             return report
 
         writer = GenerationWriter(
-            index_dir, embedder.dimension, kind=vector_kind, rebuild=rebuild or live is None, compact=purge
+            index_dir, embedder.dimension, kind=vector_kind or "flat", rebuild=rebuild or live is None, compact=purge
         )
         try:
             with writer.catalog.transaction():
@@ -248,13 +271,17 @@ def _apply(writer, pending, deleted, stat_only, changed_permissions, principals,
     texts: list[str] = []
     for item in pending:
         doc_id = catalog.add_document(item.source, item.hash, item.mtime_ns, item.size, principals[item.source])
-        ids += catalog.add_chunks(doc_id, item.chunks)
+        chunk_ids = catalog.add_chunks(doc_id, item.chunks)
+        if item.vectors is not None:
+            vectors.add(np.asarray(chunk_ids, dtype=np.int64), item.vectors)
+            continue
+        ids += chunk_ids
         texts += [embedding_text(item.source, chunk) for chunk in item.chunks]
     batches = range(0, len(texts), EMBED_BATCH)
     for start in _progress(batches, show and len(texts) > EMBED_BATCH, "Embedding", unit_scale=EMBED_BATCH):
         batch_ids = np.asarray(ids[start : start + EMBED_BATCH], dtype=np.int64)
         vectors.add(batch_ids, embedder.embed(texts[start : start + EMBED_BATCH]))
-    report.chunks_embedded = len(texts)
+    report.chunks_embedded = sum(len(item.chunks) for item in pending)
 
 
 def embedding_text(source: str, chunk: Chunk) -> str:

@@ -190,14 +190,38 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option(
     "--vector-index",
     "vector_kind",
-    type=click.Choice(["flat", "hnsw", "ivf"]),
-    default="flat",
+    type=click.Choice(["flat", "hnsw", "ivf", "ivfpq"]),
+    default=None,
+    help="FAISS index kind of a new index (default flat, exact). hnsw/ivf are approximate, for very large folders; ivfpq compresses vectors for collections that outgrow memory (millions of chunks). An existing index keeps its kind: changing it needs --rebuild.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
     show_default=True,
-    help="FAISS index type; hnsw/ivf are approximate, for very large folders.",
+    help="Where changed files are parsed, chunked and embedded: this process, or a Ray cluster (pip install \"docrag[ray]\"). The index is written here either way.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="Ray cluster to run on with --engine ray (HOST:6379, or ray://HOST:10001). Default: $RAY_ADDRESS, else a local Ray instance on this machine.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index(
-    path, index_dir, acl, no_acl, purge, max_file_size, embedder, rebuild, chunk_size, overlap, vector_kind, as_json
+    path,
+    index_dir,
+    acl,
+    no_acl,
+    purge,
+    max_file_size,
+    embedder,
+    rebuild,
+    chunk_size,
+    overlap,
+    vector_kind,
+    engine,
+    ray_address,
+    as_json,
 ):
     """Index the documents in PATH (incremental: adds, updates and deletes; embeds only what changed).
 
@@ -215,7 +239,13 @@ def index(
         live = open_index(index_dir, check=False)
         embedder = check_recorded_embedder(live.meta("embedder"), index_dir)  # keep the index's own embedder
         live.close()
+    if ray_address and engine != "ray":
+        raise UsageError(f"--ray-address {ray_address} needs --engine ray")
     model = _models().embedder(embedder)
+    if engine == "ray":
+        from ingest.ray_engine import ray_engine
+
+        engine = ray_engine(model.name, getattr(model, "dtype", None), ray_address)
     report = index_folder(
         path,
         index_dir,
@@ -228,6 +258,7 @@ def index(
         no_acl=no_acl,
         purge=purge,
         max_file_bytes=int(max_file_size * 1e6),
+        engine=engine if engine != "local" else None,
     )
     if as_json:
         _emit_json(report.to_json())
@@ -304,6 +335,8 @@ def status(index_dir, user, show_policy, as_json):
     click.echo(
         f"  embedder:  {printable(str(data['embedder']))} ({data['dimension']} dims, {data['vector_index']} index)"
     )
+    if data["vector_params"]:
+        click.echo("  vectors:   " + ", ".join(f"{key}={value}" for key, value in data["vector_params"].items()))
     if data["acl"]:
         click.echo(f"  policy:    {printable(str(data['policy']))}")
     else:

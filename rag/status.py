@@ -29,7 +29,8 @@ def status_data(live: OpenIndex, user: str | None = None, policy: bool = False) 
         "indexed_at": live.meta("indexed_at"),
         "chunk_size": live.meta("chunk_size"),
         "overlap": live.meta("overlap"),
-        "vector_index": live.meta("vector_kind"),
+        "vector_index": live.vectors.kind,
+        "vector_params": live.vectors.params(),
     }
     groups = live.meta("groups", {}) or {}
     if user is not None:

@@ -226,3 +226,23 @@ def test_demo_rebuilds_its_own_index_and_asks_as_every_user(run, tmp_path):
     answers = json.loads(result.stdout)["answers"]
     assert len(answers) == len(script.users) * len(script.questions)
     assert {a["user"] for a in answers} == set(script.users)
+
+
+
+def test_vector_index_kind_is_kept_shown_and_changed_only_with_rebuild(run, folder, tmp_path):
+    index_dir = str(tmp_path / "idx")
+    assert run("index", str(folder), "--index-dir", index_dir, "--vector-index", "hnsw").exit_code == 0
+    assert run("index", str(folder), "--index-dir", index_dir).exit_code == 0  # no flag: the live kind is kept
+    status = json.loads(run("status", "--index-dir", index_dir, "--json").stdout)
+    assert status["vector_index"] == "hnsw" and status["vector_params"]["M"] == 32
+    result = run("index", str(folder), "--index-dir", index_dir, "--vector-index", "ivfpq")
+    assert result.exit_code == 2 and "--rebuild" in result.output and "'hnsw'" in result.output
+    result = run("index", str(folder), "--index-dir", index_dir, "--vector-index", "ivfpq", "--rebuild")
+    assert result.exit_code == 0, result.output
+    status = json.loads(run("status", "--index-dir", index_dir, "--json").stdout)
+    assert status["vector_index"] == "ivfpq" and status["vector_params"]["nlist"] == 1024
+
+
+def test_ray_address_without_the_ray_engine_is_a_usage_error(run, folder, tmp_path):
+    result = run("index", str(folder), "--index-dir", str(tmp_path / "idx"), "--ray-address", "10.0.0.5:6379")
+    assert result.exit_code == 2 and "--engine ray" in result.output

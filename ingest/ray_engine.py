@@ -1,0 +1,174 @@
+"""``rag index PATH --engine ray``: parsing, chunking and embedding as a Ray Data pipeline.
+
+The reference shape of Ray embedding pipelines (Anyscale's, ``ray-project/llm-applications``)::
+
+    from_items(changed files) -> flat_map(parse + chunk) -> map_batches(embedder class, actor pool) -> driver
+
+The embedder sits on an actor pool sized to the cluster (one actor per GPU with ``num_gpus=1`` when the cluster
+has GPUs, else one per CPU); parsing runs as light tasks beside it. Only the files the driver's scan found new or
+changed go through the pipeline. The driver stays the single writer: it collects every chunk and vector, and only
+then does ``ingest.sync`` open the next generation, so a pipeline that fails (a worker that Ray cannot bring back,
+a cluster that goes away) raises before anything is written, and the previous generation stays live.
+
+Rows carry their document's source and the chunk's position in it, so the driver rebuilds each document's chunk
+list in order: chunk ids, texts, offsets and permissions come out as a local run's, and vectors within float
+tolerance of it (the same model; batches may be composed differently).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .embedding import Embedder
+from .errors import UsageError
+from .types import Chunk
+
+ROWS_PER_BATCH = 256  # chunks per map_batches call (the embedder batches further inside)
+PARSE_CPUS = 0.25  # parsing is light next to embedding: it shares a core with the embedder actors
+
+
+class RayEngine:
+    """Parse, chunk and embed on a Ray cluster (``address`` None: start or join a local one)."""
+
+    def __init__(
+        self,
+        embedder_factory: Callable[[], Embedder],
+        address: str | None = None,
+        workers: int | None = None,
+        **init_args,
+    ) -> None:
+        self.embedder_factory = embedder_factory
+        self.address = address
+        self.workers = workers  # embedder actors at most (default: one per GPU, else one per CPU)
+        self.init_args = init_args  # e.g. num_cpus=2 for a local instance
+
+    def parse(self, folder: Path, changed: list, params: dict, show: bool) -> Iterator[tuple]:
+        """(chunks, vectors, None) per changed file, in order, or (None, None, reason) when it cannot be loaded."""
+        if not changed:
+            return iter(())
+        ray = _ray()
+        if not ray.is_initialized():
+            ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **self.init_args)
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = show
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        workers = min(self.workers or gpus or cpus, gpus or cpus)
+        items = [{"source": item.source} for item in changed]
+        dataset = (
+            ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cpus))
+            .flat_map(
+                _ParseAndChunk,
+                fn_constructor_args=(str(folder), self.embedder_factory, params["chunk_size"], params["overlap"]),
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus),
+                num_cpus=PARSE_CPUS,
+            )
+            .map_batches(
+                _Embed,
+                fn_constructor_args=(self.embedder_factory,),
+                batch_size=ROWS_PER_BATCH,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+                num_gpus=1 if gpus else 0,
+                num_cpus=1,
+            )
+        )
+        per_source: dict[str, list] = {item.source: [] for item in changed}
+        errors: dict[str, str] = {}
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for row in range(len(batch["source"])):
+                source = str(batch["source"][row])
+                if batch["error"][row]:
+                    errors[source] = str(batch["error"][row])
+                elif batch["position"][row] >= 0:
+                    per_source[source].append((int(batch["position"][row]), _chunk(batch, row), batch["vector"][row]))
+        return iter([_document(per_source[item.source], errors.get(item.source)) for item in changed])
+
+
+def ray_engine(embedder_name: str, dtype: str | None, address: str | None) -> RayEngine:
+    """The CLI's engine: every actor loads the same embedder the driver checked against the index."""
+    from .embedding import load_embedder
+
+    _ray()
+    return RayEngine(functools.partial(load_embedder, embedder_name, progress=False, dtype=dtype), address=address)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError('--engine ray needs Ray: pip install "docrag[ray]" (or pip install "ray[data]")') from None
+    return ray
+
+
+class _ParseAndChunk:
+    """A parsing actor: loads the embedder's tokenizer once (chunks are measured in its tokens)."""
+
+    def __init__(self, folder: str, factory: Callable[[], Embedder], size: int, overlap: int) -> None:
+        from .chunking import Chunker
+
+        self.folder = Path(folder)
+        self.chunker = Chunker(factory().token_len, size, overlap)
+
+    def __call__(self, row: dict) -> list[dict]:
+        from .loaders import LoadError, load_file
+        from .sync import embedding_text
+
+        source = row["source"]
+        try:
+            chunks = self.chunker.split(load_file(self.folder, source))
+        except LoadError as err:
+            return [_row(source, -1, None, "", str(err))]
+        if not chunks:
+            return [_row(source, -1, None, "", "")]
+        return [_row(source, i, c, embedding_text(source, c), "") for i, c in enumerate(chunks)]
+
+
+def _row(source: str, position: int, chunk: Chunk | None, text: str, error: str) -> dict:
+    return {
+        "source": source,
+        "position": position,
+        "start": chunk.start if chunk else 0,
+        "end": chunk.end if chunk else 0,
+        "text": chunk.text if chunk else "",
+        "page": chunk.page if chunk and chunk.page is not None else -1,
+        "heading": chunk.heading if chunk else "",
+        "embed_text": text,
+        "error": error,
+    }
+
+
+class _Embed:
+    """The actor: loads the embedder once, then embeds batch after batch."""
+
+    def __init__(self, factory: Callable[[], Embedder]) -> None:
+        self.embedder = factory()
+
+    def __call__(self, batch: dict) -> dict:
+        vectors = np.zeros((len(batch["source"]), self.embedder.dimension), dtype=np.float32)
+        real = batch["position"] >= 0
+        if real.any():
+            vectors[real] = self.embedder.embed([str(t) for t in batch["embed_text"][real]])
+        return {**batch, "vector": vectors}
+
+
+def _chunk(batch: dict, row: int) -> Chunk:
+    page = int(batch["page"][row])
+    return Chunk(
+        int(batch["start"][row]), int(batch["end"][row]), str(batch["text"][row]), None if page < 0 else page,
+        str(batch["heading"][row]),
+    )  # fmt: skip
+
+
+def _document(parts: list, error: str | None) -> tuple:
+    if error is not None:
+        return None, None, error
+    parts.sort(key=lambda part: part[0])
+    if not parts:
+        return [], None, None
+    return [c for _, c, _ in parts], np.stack([v for _, _, v in parts]).astype(np.float32), None

@@ -1,0 +1,139 @@
+"""`rag index --engine ray` builds the same index as a local run, on a local Ray instance with 2 CPUs.
+
+Both tests share one Ray instance (starting one costs seconds); the fake embedder keeps them fast.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes import HashEmbedder
+from ingest.store import current_generation, open_index
+from ingest.sync import index_folder
+
+ray = pytest.importorskip("ray")  # the dev extra installs it
+
+TESTS = Path(__file__).resolve().parent
+SMALL = {"chunk_size": 12, "overlap": 2}  # many chunks from a few short files
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # Workers import the fake embedder from tests/ (pickled by reference): put it on their path.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
+        patch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        yield
+        ray.shutdown()
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    docs = tmp_path / "docs"
+    long_text = "\n\n".join(f"Paragraph {i} of the harbour survey: tide gauge {i} read {i * 7} cm." for i in range(40))
+    write(docs, "survey.md", f"# Survey\n\n## Tides\n\n{long_text}")
+    write(docs, "animals.txt", "The quokka lives on Rottnest Island and smiles for photographs.")
+    write(docs, "finance/q3.md", "# Q3\n\nRevenue rose 12% on harbour fees.")
+    write(docs, "empty.txt", "   \n")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    write(docs, ".rag-acl.toml", 'default = "allow"\n[[rules]]\npath = "finance/**"\nallow = ["user:carol"]\n')
+    return docs
+
+
+def snapshot(index_dir: Path) -> tuple[list, np.ndarray]:
+    live = open_index(index_dir)
+    try:
+        principals = dict(live.catalog.chunk_principals())
+        rows = [
+            (c.id, c.source, c.start, c.end, c.page, c.heading, c.text, sorted(principals[c.id]))
+            for c in sorted(live.catalog.iter_chunks(), key=lambda c: c.id)
+        ]
+        return rows, live.vectors.reconstruct(np.array([r[0] for r in rows], dtype=np.int64))
+    finally:
+        live.close()
+
+
+def assert_same_index(a: Path, b: Path) -> None:
+    rows_a, vectors_a = snapshot(a)
+    rows_b, vectors_b = snapshot(b)
+    assert rows_a == rows_b  # chunk ids, sources, offsets, pages, headings, texts, permissions
+    np.testing.assert_allclose(vectors_a, vectors_b, atol=1e-5)
+
+
+def test_ray_engine_builds_the_same_index_as_a_local_run(local_ray, folder, tmp_path):
+    from ingest.ray_engine import RayEngine
+
+    engine = RayEngine(HashEmbedder)
+    local = index_folder(folder, tmp_path / "local", HashEmbedder(), progress=False, **SMALL)
+    remote = index_folder(folder, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=engine)
+    assert remote.chunks > 20 and (remote.added, remote.chunks) == (local.added, local.chunks)
+    assert sorted((s.path, s.reason) for s in remote.skipped) == sorted((s.path, s.reason) for s in local.skipped)
+    assert_same_index(tmp_path / "local", tmp_path / "ray")
+
+    # Incremental: one file changed, one deleted, one added; only those go through the pipeline.
+    write(folder, "animals.txt", "The quokka lives on Rottnest Island. It is a small marsupial.")
+    (folder / "finance" / "q3.md").unlink()
+    write(folder, "notes.md", "# Notes\n\nThe ferry leaves at 07:45.")
+    local = index_folder(folder, tmp_path / "local", HashEmbedder(), progress=False, **SMALL)
+    remote = index_folder(folder, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=engine)
+    assert (remote.added, remote.updated, remote.deleted) == (local.added, local.updated, local.deleted) == (1, 1, 1)
+    assert remote.chunks_embedded == local.chunks_embedded
+    assert_same_index(tmp_path / "local", tmp_path / "ray")
+
+
+class DiesOnce:
+    """An embedder factory whose first embedder kills its worker process mid-batch (once per marker file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __call__(self):
+        embedder = HashEmbedder()
+        marker, embed = self.marker, embedder.embed
+
+        def embed_or_die(texts):
+            if not marker.exists():
+                marker.write_text("killed")
+                os._exit(1)
+            return embed(texts)
+
+        embedder.embed = embed_or_die
+        return embedder
+
+
+def test_a_killed_embedding_worker_is_retried_and_the_index_is_the_same(local_ray, folder, tmp_path):
+    from ingest.ray_engine import RayEngine
+
+    for name in ("local", "ray"):  # the same first generation in both, built locally
+        index_folder(folder, tmp_path / name, HashEmbedder(), progress=False, **SMALL)
+    write(folder, "late.md", "# Late\n\nA file added after the first run, embedded by a worker that dies once.")
+    index_folder(folder, tmp_path / "local", HashEmbedder(), progress=False, **SMALL)
+    before = current_generation(tmp_path / "ray")
+    index_folder(
+        folder, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=RayEngine(DiesOnce(tmp_path / "m"))
+    )
+    assert (tmp_path / "m").exists()  # a worker did die
+    assert current_generation(tmp_path / "ray") != before
+    assert_same_index(tmp_path / "local", tmp_path / "ray")
+
+
+def test_an_engine_that_fails_leaves_the_previous_generation_live(folder, tmp_path):
+    class LostCluster:
+        def parse(self, folder, changed, params, show):
+            raise ConnectionError("the Ray cluster went away")
+
+    index_folder(folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL)
+    before, rows_before = current_generation(tmp_path / "idx"), snapshot(tmp_path / "idx")[0]
+    write(folder, "late.md", "# Late\n\nNever indexed.")
+    with pytest.raises(ConnectionError):
+        index_folder(folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL, engine=LostCluster())
+    assert current_generation(tmp_path / "idx") == before and snapshot(tmp_path / "idx")[0] == rows_before
+    assert not list((tmp_path / "idx").glob("*.tmp"))
