@@ -161,16 +161,14 @@ def run_llamaindex(folder: Path, scratch: Path) -> dict:
 
 def _ray_engine(embedder, workers: int):
     """A local Ray instance on this machine's cores (started here, timed as load), ``workers`` embedder actors."""
-    import functools
-
     import ray
 
-    from ingest.embedding import load_embedder
-    from ingest.ray_engine import RayEngine
+    from ingest.ray_engine import ray_engine
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    factory = functools.partial(load_embedder, embedder.name, progress=False, dtype=embedder.dtype)
-    return RayEngine(factory, workers=workers)
+    engine = ray_engine(embedder.name, embedder.dtype, None)  # what `rag index --engine ray` runs
+    engine.workers = workers
+    return engine
 
 
 SYSTEMS = {

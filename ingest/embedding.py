@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -149,6 +150,17 @@ def check_recorded_embedder(name: str, index_dir: Path) -> str:
             f"index's own files name. If you trust that model, pass --embedder {name}"
         )
     return name
+
+
+def load_token_counter(name_or_path: str | None = None) -> Callable[[str], int]:
+    """``Embedder.token_len`` of ``load_embedder(name_or_path)`` without loading its weights: what a worker that
+    only chunks needs (the tokenizer loads in well under a second, the model in seconds)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    default = name_or_path is None or name_or_path in _DEFAULT_ALIASES
+    tokenizer = AutoTokenizer.from_pretrained(default_embedder_path() if default else name_or_path)
+    return lambda text: len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 def load_embedder(

@@ -39,9 +39,12 @@ class RayEngine:
         embedder_factory: Callable[[], Embedder],
         address: str | None = None,
         workers: int | None = None,
+        token_counter: Callable[[], Callable[[str], int]] | None = None,
         **init_args,
     ) -> None:
         self.embedder_factory = embedder_factory
+        # what the parsing actors measure chunks with; default: the embedder's own token_len (loads the model)
+        self.token_counter = token_counter or (lambda: embedder_factory().token_len)
         self.address = address
         self.workers = workers  # embedder actors at most (default: one per GPU, else one per CPU)
         self.init_args = init_args  # e.g. num_cpus=2 for a local instance
@@ -64,7 +67,7 @@ class RayEngine:
             ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cpus))
             .flat_map(
                 _ParseAndChunk,
-                fn_constructor_args=(str(folder), self.embedder_factory, params["chunk_size"], params["overlap"]),
+                fn_constructor_args=(str(folder), self.token_counter, params["chunk_size"], params["overlap"]),
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus),
                 num_cpus=PARSE_CPUS,
             )
@@ -92,10 +95,14 @@ class RayEngine:
 
 def ray_engine(embedder_name: str, dtype: str | None, address: str | None) -> RayEngine:
     """The CLI's engine: every actor loads the same embedder the driver checked against the index."""
-    from .embedding import load_embedder
+    from .embedding import load_embedder, load_token_counter
 
     _ray()
-    return RayEngine(functools.partial(load_embedder, embedder_name, progress=False, dtype=dtype), address=address)
+    return RayEngine(
+        functools.partial(load_embedder, embedder_name, progress=False, dtype=dtype),
+        address=address,
+        token_counter=functools.partial(load_token_counter, embedder_name),
+    )
 
 
 def _ray():
@@ -109,11 +116,11 @@ def _ray():
 class _ParseAndChunk:
     """A parsing actor: loads the embedder's tokenizer once (chunks are measured in its tokens)."""
 
-    def __init__(self, folder: str, factory: Callable[[], Embedder], size: int, overlap: int) -> None:
+    def __init__(self, folder: str, token_counter: Callable[[], Callable[[str], int]], size: int, overlap: int) -> None:
         from .chunking import Chunker
 
         self.folder = Path(folder)
-        self.chunker = Chunker(factory().token_len, size, overlap)
+        self.chunker = Chunker(token_counter(), size, overlap)
 
     def __call__(self, row: dict) -> list[dict]:
         from .loaders import LoadError, load_file

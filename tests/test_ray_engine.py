@@ -137,3 +137,13 @@ def test_an_engine_that_fails_leaves_the_previous_generation_live(folder, tmp_pa
         index_folder(folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL, engine=LostCluster())
     assert current_generation(tmp_path / "idx") == before and snapshot(tmp_path / "idx")[0] == rows_before
     assert not list((tmp_path / "idx").glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_the_parsers_token_counter_counts_as_the_real_embedder_does():
+    # Ray's parsing actors load only the tokenizer; a different count would move chunk boundaries.
+    from ingest.embedding import load_embedder, load_token_counter
+
+    texts = ["The quokka lives on Rottnest Island.", "naïve café — 12% über 07:45", "# Heading\n\nA line.\n" * 20]
+    embedder, counter = load_embedder(progress=False), load_token_counter(None)
+    assert [counter(t) for t in texts] == [embedder.token_len(t) for t in texts]
