@@ -14,7 +14,17 @@ from rag.reader import ExtractiveReader
 from .lora import closed_book_prompt
 from .metrics import is_abstention
 
-SYSTEMS = ("closed_book", "lora", "rag", "rag_lora", "rag_raft", "oracle")
+SYSTEMS = (
+    "closed_book",
+    "lora",
+    "full_ft",
+    "rag",
+    "rag_lora",
+    "rag_full_ft",
+    "rag_raft",
+    "long_context",
+    "oracle",
+)
 
 # The closed-book few-shot prompt: general knowledge only, and an explicit way to say "unknown", so a closed-book
 # model gets the same chance to abstain as the RAG reader.
