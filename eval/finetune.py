@@ -213,7 +213,8 @@ def trained_model(base_name: str | None, data: Augmented, settings: FinetuneSett
     caches its adapter; a full fine-tune its whole checkpoint (safetensors)."""
     from rag.generation import load_causal_lm
 
-    model, tokenizer = load_causal_lm(base_name)
+    # float32 weights everywhere (a GPU would load bf16): the optimiser's small updates need them; compute is autocast
+    model, tokenizer = load_causal_lm(base_name, dtype="float32")
     folder = cache_dir("eval", "finetunes") / fingerprint(base_name or "default", data, settings)
     if (folder / "stats.json").is_file():
         stats = dict(json.loads((folder / "stats.json").read_text()), cached=True)

@@ -33,8 +33,9 @@ from .variants import VARIANTS, learned, replay_passages, settings_for, tune_lor
 QUICK_QUESTIONS = 40
 PROBES = ("privacy", "freshness", "forgetting")
 PARAPHRASES, QUICK_PARAPHRASES = 40, 12  # facts whose template question the base model rewords (half held out)
-QUICK_DOCUMENT_SHARE = 4  # --quick fine-tunes on one document in four (training is most of the run's time)
-FULL_LEARNED, QUICK_LEARNED = None, 40  # training pairs and cloze questions asked to measure what was learnt
+QUICK_DOCUMENT_SHARE = 4  # --quick fine-tunes on, and asks about, one document in four
+QUICK_LEARNED = 40  # --quick asks at most this many of the training pairs to measure what was learnt
+CLOZE, QUICK_CLOZE = 100, 30  # cloze questions over the training documents
 RECALL_K = 5
 READING_EXAMPLES = 600  # RAFT reading examples generated from the corpus (fewer with --quick)
 QUICK_READING_EXAMPLES = 120
@@ -76,8 +77,6 @@ def run_eval(options: EvalOptions) -> dict:
     corpus = _corpus(options)
     items = load_qa(options.qa)
     policy = find_policy(corpus, options.acl)
-    test = _select(items, options)
-    train = [q for q in items if q.split == "train"]
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if options.progress else (lambda msg: None)
 
     say(f"Indexing {corpus} ...")
@@ -88,6 +87,14 @@ def run_eval(options: EvalOptions) -> dict:
     index_folder(corpus, index_dir, embedder, acl=options.acl)
     index_seconds = time.perf_counter() - index_started
     retriever = Retriever(index_dir, embedder=embedder)
+    chunks = list(retriever.index.catalog.iter_chunks())
+    if options.quick:  # a seeded quarter of the documents: fine-tuned on, and asked about (training is the cost)
+        sources = sorted({c.source for c in chunks})
+        kept = set(random.Random(options.seed).sample(sources, max(1, len(sources) // QUICK_DOCUMENT_SHARE)))
+        chunks = [c for c in chunks if c.source in kept]
+        items = [q for q in items if q.source is None or q.source in kept]
+    test = _select(items, options)
+    train = [q for q in items if q.split == "train"]
 
     base_model, tokenizer = load_causal_lm(options.generator)
     base = HFGenerator(base_model, tokenizer, getattr(base_model, "name_or_path_display", "base"))
@@ -96,12 +103,6 @@ def run_eval(options: EvalOptions) -> dict:
     tuned: dict[str, HFGenerator] = {}
     if wanted:
         say("Augmenting the documents (template questions, shuffled documents, the base model's paraphrases) ...")
-        chunks = list(retriever.index.catalog.iter_chunks())
-        if options.quick:  # a seeded quarter of the documents, and the train questions about them
-            sources = sorted({c.source for c in chunks})
-            kept = set(random.Random(options.seed).sample(sources, max(1, len(sources) // QUICK_DOCUMENT_SHARE)))
-            chunks = [c for c in chunks if c.source in kept]
-            train = [q for q in train if q.source in kept]
         data = augment(
             chunks,
             train,
@@ -109,7 +110,7 @@ def run_eval(options: EvalOptions) -> dict:
             seed=options.seed,
             paraphrases=QUICK_PARAPHRASES if options.quick else PARAPHRASES,
             replay=replay_passages(),
-            cloze_limit=QUICK_LEARNED if options.quick else FULL_LEARNED,
+            cloze_limit=QUICK_CLOZE if options.quick else CLOZE,
         )
         report["augmentation"] = dict(data.stats, tokens=_tokens(tokenizer, data))
         lora_choice = None

@@ -61,7 +61,7 @@ def learned(generator, data: Augmented, limit: int | None) -> dict:
     greedy decoding, alias containment): the QA pairs it trained on and cloze questions over its documents."""
     pairs = data.qa_train_pairs or data.train_pairs
     result = {}
-    for key, questions in (("train_accuracy", pairs[:limit]), ("train_fact_recall", data.cloze[:limit])):
+    for key, questions in (("train_accuracy", pairs[:limit]), ("train_fact_recall", data.cloze)):
         right = sum(contains_alias(closed_book(generator, q).answer, [a]) for q, a in questions)
         result[key] = round(right / len(questions), 4) if questions else None
         result[f"{key}_ci95"] = wilson_interval(right, len(questions))
