@@ -188,6 +188,8 @@ def finetune(model, tokenizer, data: Augmented, settings: FinetuneSettings, prog
         "stopped_by": stopped_by,
         "curve": curve,
         "training_tokens": tokens,
+        "heldout_n": len(heldout),
+        "train_sample_n": len(train_sample),
         "examples_per_epoch": len(fixed) + len(views[0]),
         "trainable_parameters": n_trainable,
         "peak_memory_mb": _peak_mb(),

@@ -60,7 +60,7 @@ def markdown(report: dict) -> str:
         'cannot answer (a good system says "I don\'t know" to those).',
         f"- **Documents:** `{config['corpus']}`.",
         f"- **Base model for every system:** {config['generator']}; embedder {config['embedder']}; greedy decoding; "
-        f"device {config['device']}; seed {config['seed']}{'; quick run (a subset of questions, fewer epochs)' if config['quick'] else ''}.",
+        f"device {config['device']}; seed {config['seed']}{'; quick run (the questions about a seeded quarter of the documents, which the fine-tunes train on; fewer epochs)' if config['quick'] else ''}.",
     ]
     lines += [f"- **{LABELS.get(n, n)}** (`{n}`)" for n in systems]
     lines += [

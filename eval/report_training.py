@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .metrics import wilson_interval
+
 UNDER_TRAINED = 0.90  # accuracy on its own training pairs under which a fine-tune is called under-trained
+PEAK_NOTE_MB = 8000  # above this, the report explains where the memory went
 NAMES = {"closed_book": "Base model (no training)", "lora": "LoRA (every linear layer)", "full_ft": "Full fine-tune"}
 
 
@@ -41,9 +44,16 @@ def learned_section(report: dict) -> list[str]:
         curve = {c["epoch"]: c for c in stats.get("curve", [])}
         kept = curve.get(stats.get("best_epoch"), {})
         epochs = f"{stats.get('best_epoch')} / {stats.get('epochs_run')}, {stats.get('stopped_by')}" if stats else "-"
+        held = "-"
+        if kept:
+            n = stats.get("heldout_n") or min(48, (report.get("augmentation") or {}).get("heldout_paraphrases", 0))
+            held = _pct(kept["heldout_exact"])
+            if n:
+                low, high = wilson_interval(round(kept["heldout_exact"] * n), n)
+                held += f" ({100 * low:.0f}-{100 * high:.0f}), n={n}"
         lines.append(
             f"| {NAMES.get(name, name)} | {_with_ci(row, 'train_accuracy')} | {_with_ci(row, 'train_fact_recall')} "
-            f"| {_pct(kept.get('heldout_exact')) if kept else '-'} | {epochs} |"
+            f"| {held} | {epochs} |"
         )
     lines.append("")
     for name, row in learned.items():
@@ -85,6 +95,15 @@ def cost_section(report: dict) -> list[str]:
         )
     base = report.get("training", {}).get("base_model_bytes")
     lines += ["", f"The base model's weights take {base} bytes in memory." if base else "", ""]
+    peak = report.get("peak_memory_mb") or 0
+    if peak > PEAK_NOTE_MB:
+        lines += [
+            f"Peak memory passed {PEAK_NOTE_MB // 1000} GB ({peak:.0f} MB) because one process holds every model "
+            "side by side: the base model, the LoRA model, the full fine-tune with its optimiser state while it "
+            "trains (and a copy of its best epoch), the merged RAFT reader, and the long-context KV caches. Each "
+            "system alone needs one model's weights.",
+            "",
+        ]
     aug = report.get("augmentation")
     if aug:
         per = aug["restatements_per_fact"]

@@ -48,7 +48,7 @@ def test_lora_on_every_linear_layer_learns_a_made_up_fact_and_keeps_the_best_epo
         cloze=[],
     )
     before = answer_scores(model, tokenizer, pairs)[0]
-    settings = FinetuneSettings(rank=8, learning_rate=3e-3, max_epochs=3, patience=3, batch_size=9, max_tokens=32)
+    settings = FinetuneSettings(rank=8, learning_rate=3e-3, max_epochs=3, patience=3, batch_size=3, max_tokens=32)
     tuned, stats = finetune(model, tokenizer, data, settings)
     exact, _ = answer_scores(tuned, tokenizer, pairs)
     greedy = HFGenerator(tuned, tokenizer, "lora").generate([closed_book_prompt(pairs[0][0])], 8)[0]
