@@ -105,7 +105,7 @@ def document_views(chunks, views: int, seed: int = 0) -> list[list[Example]]:
 
 def paraphrase(generator, question: str) -> str | None:
     """The base model's rewording of ``question``; None when it is empty or just the question again."""
-    reply = generator.generate([f"{PARAPHRASE_SHOTS}Question: {question}\nRewritten:"], 32, ("\n",))[0].strip()
+    reply = generator.generate([f"Question: {question}\nRewritten:"], 32, ("\n",), prefix=PARAPHRASE_SHOTS)[0].strip()
     if not reply.endswith("?") or _words(reply) == _words(question) or len(reply.split()) < 3:
         return None
     return reply

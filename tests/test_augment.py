@@ -25,7 +25,7 @@ def _chunks():
 class RewordingGenerator:
     """Answers the paraphrase prompt with the question's words in another order (a question mark kept)."""
 
-    def generate(self, prompts, max_new_tokens=48, stop=("\n",)):
+    def generate(self, prompts, max_new_tokens=48, stop=("\n",), prefix=""):
         question = prompts[0].rsplit("Question: ", 1)[1].split("\n")[0]
         return [" Tell me: " + " ".join(reversed(question.rstrip("?").split())) + "?"]
 
