@@ -148,7 +148,7 @@ def finetune(model, tokenizer, data: Augmented, settings: FinetuneSettings, prog
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             tokens += int(mask.sum())
         train_exact, _ = answer_scores(model, tokenizer, train_sample)
         held_exact, held_loss = answer_scores(model, tokenizer, heldout)
