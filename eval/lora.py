@@ -1,4 +1,5 @@
-"""The fine-tuning baseline: a LoRA adapter (peft) trained on the corpus and on QA pairs, with early stopping.
+"""LoRA training pieces shared by the fine-tuned baselines (eval.finetune) and the RAFT reading adapter (eval.raft):
+training examples, their encoding, the selective loss, and the RAFT adapter's trainer (validation-loss stopping).
 
 Gemma 3 has a 262k-entry vocabulary, so its LM head costs as much as the rest of the model per token. The loss is
 computed only where there are labels: the body runs on the whole sequence, and the head only on the labelled
@@ -17,8 +18,6 @@ import time
 from dataclasses import asdict, dataclass
 
 from ingest.paths import cache_dir
-
-from .qa import QAItem
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -50,23 +49,13 @@ def closed_book_prompt(question: str) -> str:
     return f"Question: {' '.join(question.split())}\nAnswer:"
 
 
-def build_examples(chunks: list[str], qa_train: list[QAItem], seed: int = 0) -> list[Example]:
-    """Document chunks as plain causal-LM text, plus QA pairs (train split, or cloze pairs from the documents)."""
-    examples = [Example("", chunk) for chunk in chunks]
-    pairs = [(q.question, q.answers[0]) for q in qa_train if q.answers]
-    if not pairs:
-        pairs = cloze_pairs(chunks, seed)
-    examples += [Example(closed_book_prompt(question), f" {answer}\n") for question, answer in pairs]
-    return examples
-
-
 _CLOZE_TARGET = re.compile(
     r"(\b\d[\d.,]*(?:\s(?:million|percent|days|weeks|months|years))?\b|\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)+\b)"
 )
 
 
 def cloze_pairs(chunks: list[str], seed: int = 0, limit: int = 400) -> list[tuple[str, str]]:
-    """Fill-in-the-blank questions from the documents' own sentences, for corpora without a train split."""
+    """Fill-in-the-blank questions from the documents' own sentences: what a fine-tune recalls of its documents."""
     rng = random.Random(seed)
     pairs = []
     for chunk in chunks:
@@ -100,15 +89,25 @@ def selective_loss(model, input_ids, attention_mask, labels):
     """Cross-entropy over labelled positions only; the LM head never sees the rest."""
     import torch
 
+    logits, targets = labelled_logits(model, input_ids, attention_mask, labels)
+    return torch.nn.functional.cross_entropy(logits.float(), targets)
+
+
+def labelled_logits(model, input_ids, attention_mask, labels):
+    """(logits, next tokens) at the labelled positions only. Works for any Hugging Face causal LM whose body sits
+    under its ``base_model_prefix`` (``model`` for Llama, Gemma, Qwen, Mistral; ``transformer`` for GPT-2)."""
+    import torch
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = base.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    body = getattr(base, base.base_model_prefix)
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     shifted_labels = labels[:, 1:]
     keep = shifted_labels != -100
-    logits = base.lm_head(hidden[:, :-1][keep])
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep])
     softcap = getattr(base.config, "final_logit_softcapping", None)
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    return torch.nn.functional.cross_entropy(logits.float(), shifted_labels[keep])
+    return logits, shifted_labels[keep]
 
 
 def _batches(encoded, batch_size, pad_id, rng=None):

@@ -111,3 +111,13 @@ def summarise(outcomes: list[Scored], seed: int = 0, samples: int = 1000) -> dic
     summary["n_answerable"] = sum(o.answerable for o in outcomes)
     summary["n_unanswerable"] = summary["n"] - summary["n_answerable"]
     return summary
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion: sound at 0 and 1, where a bootstrap collapses to a point."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5 / (1 + z * z / n)
+    return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .report_training import cost_section, curve_chart, learned_section, scope_section
+
 LABELS = {
     "closed_book": "Closed book (base model)",
     "lora": "LoRA fine-tuned, closed book",
+    "full_ft": "Full fine-tune, closed book",
     "rag": "RAG (base model + retrieval)",
     "rag_lora": "RAG + LoRA",
+    "rag_full_ft": "RAG + full fine-tune",
     "rag_raft": "RAG + RAFT reading adapter",
+    "long_context": "Long context (documents in the prompt)",
     "oracle": "Oracle (gold document given)",
 }
 MAIN_METRICS = [
@@ -30,6 +35,7 @@ def write_report(report: dict, out: Path) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     (out / "report.md").write_text(markdown(report))
     chart(report, out / "accuracy_vs_hallucination.png")
+    curve_chart(report, out / "training_curve.png")
 
 
 def _pct(value) -> str:
@@ -54,7 +60,7 @@ def markdown(report: dict) -> str:
         'cannot answer (a good system says "I don\'t know" to those).',
         f"- **Documents:** `{config['corpus']}`.",
         f"- **Base model for every system:** {config['generator']}; embedder {config['embedder']}; greedy decoding; "
-        f"device {config['device']}; seed {config['seed']}{'; quick run (a subset of questions, fewer epochs)' if config['quick'] else ''}.",
+        f"device {config['device']}; seed {config['seed']}{'; quick run (the questions about a seeded quarter of the documents, which the fine-tunes train on; fewer epochs)' if config['quick'] else ''}.",
     ]
     lines += [f"- **{LABELS.get(n, n)}** (`{n}`)" for n in systems]
     lines += [
@@ -82,20 +88,13 @@ def markdown(report: dict) -> str:
             f"Retrieval recall@5 of the gold document: {', '.join(f'{n} {_pct(r)}' for n, r in recalls.items())}.",
             "",
         ]
-    training = report.get("training") or {}
-    if training:
-        lines += ["## Cost", "", "| | value |", "|---|---|"]
-        lines += [
-            f"| LoRA training time | {training.get('seconds')} s{' (cached adapter reused)' if training.get('cached') else ''} |",
-            f"| epochs run (early stopping) | {training.get('epochs_run')} of {training.get('settings', {}).get('epochs')} |",
-            f"| training tokens | {training.get('training_tokens')} |",
-            f"| adapter parameters | {training.get('adapter_parameters')} ({100 * training.get('adapter_share', 0):.2f}% of the base model) |",
-            f"| adapter size on disk | {training.get('adapter_bytes', 'n/a')} bytes (base model {training.get('base_model_bytes', 'n/a')} bytes) |",
-            f"| index build | {report.get('index_seconds')} s |",
-            f"| peak memory | {report.get('peak_memory_mb')} MB |",
-            f"| whole evaluation | {report.get('seconds')} s |",
-            "",
-        ]
+    lines += learned_section(report)
+    lines += cost_section(report)
+    lines += [
+        f"Index build {report.get('index_seconds')} s; whole evaluation {report.get('seconds')} s wall, "
+        f"{report.get('cpu_seconds')} s CPU; process peak memory {report.get('peak_memory_mb')} MB.",
+        "",
+    ]
     probes = report.get("probes", {})
     lines += ["## Probes", ""] if probes else []
     if "privacy" in probes:
@@ -112,18 +111,22 @@ def markdown(report: dict) -> str:
         parts = ", ".join(
             f"{LABELS.get(n, n)}: {a['new_value']} new / {a['old_value']} old" for n, a in f["answers"].items()
         )
+        retrain = f["retrain_seconds"] or {}
+        retrain = ", ".join(f"{n} {s} s" for n, s in retrain.items()) if isinstance(retrain, dict) else retrain
         lines += [
             f"**Freshness.** {f['facts']} facts were changed in a copy of the corpus. Re-indexing took "
-            f"{f['reindex_seconds']} s ({f['reindex_documents_updated']} documents re-embedded); re-training the "
-            f"adapter takes about {f['retrain_seconds']} s. Answers with the new value vs the old one: {parts}.",
+            f"{f['reindex_seconds']} s ({f['reindex_documents_updated']} documents re-embedded); re-training "
+            f"takes about as long as training did ({retrain or 'n/a'}). Answers with the new value vs the old one: "
+            f"{parts}.",
             "",
         ]
     if "forgetting" in probes:
         g = probes["forgetting"]
+        kept = ", ".join(f"{LABELS.get(n, n)} {v['correct_of_those']}" for n, v in g.get("variants", {}).items())
         lines += [
             f"**Forgetting.** Of {g['control_questions']} general-knowledge control questions the base model "
-            f"answered {g['base_correct']}; after LoRA training it still answers {g['lora_correct_of_those']} of "
-            "those.",
+            f"answered {g['base_correct']}; after fine-tuning (with generic text replayed) each still answers: "
+            f"{kept}.",
             "",
         ]
     if report.get("examples"):
@@ -138,15 +141,7 @@ def markdown(report: dict) -> str:
             gold = ex["gold"][0] if ex["gold"] else "(unanswerable)"
             lines.append(f"| {ex['question']} | {gold} | " + " | ".join(str(ex.get(n, ""))[:40] for n in names) + " |")
         lines.append("")
-    lines += [
-        "## Caveats",
-        "",
-        "- A 270M-parameter model on a CPU: absolute numbers are low for every system; the comparison is the point.",
-        "- The LoRA baseline is trained on the documents and on the QA set's train split (never on test questions), "
-        "with early stopping on a held-out tenth; a larger model or more epochs could memorise more.",
-        "- Small question sets give wide confidence intervals; overlapping intervals are not a difference.",
-        "",
-    ]
+    lines += scope_section(report)
     return "\n".join(lines)
 
 
@@ -159,7 +154,7 @@ def _summary(report: dict) -> str:
         f"**In short:** with retrieval the model answered {_pct(rag['answerable_accuracy'])} of the answerable "
         f"questions correctly and hallucinated on {_pct(rag['hallucination_rate'])} of all questions"
     ]
-    for other in ("closed_book", "lora"):
+    for other in ("closed_book", "lora", "full_ft", "long_context"):
         if other in systems:
             m = systems[other]
             parts.append(

@@ -1,4 +1,5 @@
-"""``rag eval``: closed-book, LoRA, RAG, RAG+LoRA, RAG+RAFT and an oracle on one QA set, plus three probes.
+"""``rag eval``: closed-book, LoRA and full fine-tuning (alone and with retrieval), RAG, RAG+RAFT, long context and an
+oracle on one QA set, plus what each fine-tune learnt and three probes.
 
 The same base model, the same questions, the same answer scoring and greedy decoding for every system.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import random
 import resource
-import shutil
 import statistics
 import sys
 import time
@@ -19,18 +19,25 @@ from ingest.catalog import FORMAT_VERSION
 from ingest.errors import UsageError
 from ingest.paths import cache_dir
 
+from . import long_context, probes
 from .ask_eval import asking_user
-from .lora import LoraSettings, build_examples, trained_adapter
-from .metrics import contains_alias, score, summarise
+from .augment import augment
+from .finetune import trained_model
+from .lora import trained_adapter
+from .metrics import score, summarise
 from .qa import QAItem, is_squad, load_qa, squad_to_corpus
 from .raft import reading_examples, reading_settings
 from .systems import SYSTEMS, OracleRetriever, closed_book, raft_reader, recall_at_k, with_retrieval
+from .variants import VARIANTS, learned, replay_passages, settings_for, tune_lora
 
 QUICK_QUESTIONS = 40
 PROBES = ("privacy", "freshness", "forgetting")
-NEEDS_WEIGHTS = ("lora", "rag_lora", "rag_raft")  # systems that train an adapter on the generator's weights
-QUICK_EPOCHS = 1
-FULL_EPOCHS = 4
+# Systems that fine-tune or adapt the generator's weights: an LLM server (--generator URL) cannot run them.
+NEEDS_WEIGHTS = ("lora", "full_ft", "rag_lora", "rag_full_ft", "rag_raft")
+PARAPHRASES, QUICK_PARAPHRASES = 40, 6  # facts whose template question the base model rewords (half held out)
+QUICK_DOCUMENT_SHARE = 8  # --quick fine-tunes on, and asks about, one document in eight (10 minutes on 2 cores)
+QUICK_LEARNED = 20  # --quick asks at most this many of the training pairs to measure what was learnt
+CLOZE, QUICK_CLOZE = 100, 15  # cloze questions over the training documents
 RECALL_K = 5
 READING_EXAMPLES = 600  # RAFT reading examples generated from the corpus (fewer with --quick)
 QUICK_READING_EXAMPLES = 120
@@ -52,17 +59,20 @@ class EvalOptions:
     max_questions: int | None = None
     progress: bool = False
     probes: list[str] = field(default_factory=lambda: ["privacy", "freshness", "forgetting"])
+    tune: bool = False  # choose LoRA's rank and learning rate on the dev split first (three extra trainings)
 
 
 def run_eval(options: EvalOptions) -> dict:
-    from ingest.embedding import load_embedder
+    import torch
+
+    from ingest.embedding import best_device, load_embedder
     from ingest.policy import find_policy
     from ingest.sync import index_folder
-    from rag.generation import HFGenerator, load_causal_lm, load_generator
+    from rag.generation import HFGenerator, inference_dtype, load_causal_lm, load_generator
     from rag.llm_server import is_server_url
     from rag.retrieval import Retriever
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     # An LLM server reads and answers, but its weights cannot be fine-tuned from here.
     remote = is_server_url(options.generator)
     valid = [s for s in SYSTEMS if not remote or s not in NEEDS_WEIGHTS]
@@ -78,8 +88,6 @@ def run_eval(options: EvalOptions) -> dict:
     corpus = _corpus(options)
     items = load_qa(options.qa)
     policy = find_policy(corpus, options.acl)
-    test = _select(items, options)
-    train = [q for q in items if q.split == "train"]
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if options.progress else (lambda msg: None)
 
     say(f"Indexing {corpus} ...")
@@ -90,93 +98,143 @@ def run_eval(options: EvalOptions) -> dict:
     index_folder(corpus, index_dir, embedder, acl=options.acl)
     index_seconds = time.perf_counter() - index_started
     retriever = Retriever(index_dir, embedder=embedder)
+    chunks = list(retriever.index.catalog.iter_chunks())
+    if options.quick:  # a seeded quarter of the documents: fine-tuned on, and asked about (training is the cost)
+        sources = sorted({c.source for c in chunks})
+        kept = set(random.Random(options.seed).sample(sources, max(1, len(sources) // QUICK_DOCUMENT_SHARE)))
+        chunks = [c for c in chunks if c.source in kept]
+        rng = random.Random(options.seed)  # and the same share of the questions about no document
+        items = [q for q in items if q.source in kept or (q.source is None and rng.random() < 1 / QUICK_DOCUMENT_SHARE)]
+    test = _select(items, options)
+    train = [q for q in items if q.split == "train"]
 
+    # every system answers in the precision `rag ask` uses (bf16 where native: 2.4x faster decoding, same accuracy)
+    answer_dtype = inference_dtype(best_device())
     if remote:
         base = load_generator(options.generator, options.api_key_env)
     else:
-        base_model, tokenizer = load_causal_lm(options.generator)
+        base_model, tokenizer = load_causal_lm(options.generator, dtype=answer_dtype)
         base = HFGenerator(base_model, tokenizer, getattr(base_model, "name_or_path_display", "base"))
-    replies: dict[str, list] = {}
-    training: dict = {}
-    lora = None
-    probes_train = "forgetting" in options.probes or "privacy" in options.probes
-    if {"lora", "rag_lora"} & set(systems) or (probes_train and not remote):
-        say("Training (or loading the cached) LoRA adapter on all documents, restricted ones included ...")
-        chunks = [c.text for c in retriever.index.catalog.iter_chunks()]
-        # Quick: one epoch, so `rag eval --quick` stays within 10 minutes on 2 cores (training is most of its time).
-        settings = LoraSettings(seed=options.seed, epochs=QUICK_EPOCHS if options.quick else FULL_EPOCHS)
-        examples = build_examples(chunks, train, options.seed)
-        lora_model, lora_tokenizer, training = trained_adapter(options.generator, examples, settings, options.progress)
-        lora = HFGenerator(lora_model, lora_tokenizer, "lora")
-        training["base_model_bytes"] = sum(p.numel() * p.element_size() for p in base_model.parameters())
+    report: dict = {"systems": {}, "training": {}, "index_seconds": round(index_seconds, 2)}
+    wanted = [v for v in VARIANTS if v in systems or f"rag_{v}" in systems]
+    tuned: dict[str, HFGenerator] = {}
+    if wanted:
+        say("Augmenting the documents (template questions, shuffled documents, the base model's paraphrases) ...")
+        data = augment(
+            chunks,
+            train,
+            base,
+            seed=options.seed,
+            paraphrases=QUICK_PARAPHRASES if options.quick else PARAPHRASES,
+            replay=replay_passages(),
+            cloze_limit=QUICK_CLOZE if options.quick else CLOZE,
+        )
+        report["augmentation"] = dict(data.stats, tokens=_tokens(tokenizer, data))
+        lora_choice = None
+        if options.tune:
+            say("Choosing LoRA's rank and learning rate on the dev split ...")
+            dev = [(q.question, q.answers[0]) for q in items if q.split == "dev" and q.answers]
+            report["tuning"] = tune_lora(options.generator, data, dev, options.seed, options.progress)
+            lora_choice = report["tuning"]["chosen"]
+        limit = QUICK_LEARNED if options.quick else None
+        report["learned"] = {"closed_book": learned(base, data, limit)}
+        for variant in wanted:
+            say(f"Fine-tuning (or loading the cached) {variant} on the augmented documents ...")
+            settings = settings_for(variant, options.seed, options.quick, lora_choice)
+            model, variant_tokenizer, stats = trained_model(options.generator, data, settings, options.progress)
+            if hasattr(model, "merge_and_unload"):  # a LoRA answers as one merged model, like the others
+                model = model.merge_and_unload()
+            tuned[variant] = HFGenerator(model.to(getattr(torch, answer_dtype)), variant_tokenizer, variant)
+            report["training"][variant] = stats
+            say(f"Measuring what {variant} learnt ...")
+            report["learned"][variant] = learned(tuned[variant], data, limit)
+        report["training"]["base_model_bytes"] = sum(p.numel() * p.element_size() for p in base_model.parameters())
 
     raft = None
-    raft_training: dict = {}
     if "rag_raft" in systems:
         say("Training (or loading the cached) RAFT reading adapter on reading examples made from the documents ...")
         limit = QUICK_READING_EXAMPLES if options.quick else READING_EXAMPLES
         examples = reading_examples(retriever.index.catalog.iter_chunks(), options.seed, limit)
-        settings = reading_settings(options.seed)
         raft_model, raft_tokenizer, raft_training = trained_adapter(
-            options.generator, examples, settings, options.progress
+            options.generator, examples, reading_settings(options.seed), options.progress
         )
         # merged into a copy of the base weights, in the base's precision: reading costs what the base's costs
         raft_model = raft_model.merge_and_unload().to(next(base_model.parameters()).dtype)
         raft = HFGenerator(raft_model, raft_tokenizer, "raft")
-        raft_training["reading_examples"] = len(examples)
+        report["raft_training"] = dict(raft_training, reading_examples=len(examples))
+
+    user_of = lambda q: asking_user(policy, q.source)  # noqa: E731 - one rule for every system
+    if "long_context" in systems:
+        report["long_context"] = long_context.plan(base, retriever, {user_of(q) for q in test})
+        if not report["long_context"]["runs"]:
+            say(f"long_context left out: {report['long_context']['reason']}")
+            systems = [s for s in systems if s != "long_context"]
 
     oracle = OracleRetriever(retriever)
     runners = {
-        "closed_book": lambda q, user: closed_book(base, q.question),
-        "lora": lambda q, user: closed_book(lora, q.question),
-        "rag": lambda q, user: with_retrieval(base, retriever, q.question, user),
-        "rag_lora": lambda q, user: with_retrieval(lora, retriever, q.question, user),
-        "rag_raft": lambda q, user: with_retrieval(raft, retriever, q.question, user, raft_reader(raft, retriever)),
-        "oracle": lambda q, user: _oracle(oracle, base, q, user),
+        "closed_book": lambda q: closed_book(base, q.question),
+        "rag": lambda q: with_retrieval(base, retriever, q.question, user_of(q)),
+        "rag_raft": lambda q: with_retrieval(raft, retriever, q.question, user_of(q), raft_reader(raft, retriever)),
+        "oracle": lambda q: _oracle(oracle, base, q, user_of(q)),
     }
+    for variant, generator in tuned.items():
+        runners[variant] = lambda q, g=generator: closed_book(g, q.question)
+        runners[f"rag_{variant}"] = lambda q, g=generator: with_retrieval(g, retriever, q.question, user_of(q))
+    replies: dict[str, list] = {}
     for name in systems:
         say(f"Asking {len(test)} questions: {name}")
-        replies[name] = [runners[name](q, asking_user(policy, q.source)) for q in _bar(test, name, options.progress)]
+        if name == "long_context":
+            replies[name] = long_context.ask_grouped(base, retriever, test, user_of)
+        else:
+            replies[name] = [runners[name](q) for q in _bar(test, name, options.progress)]
 
-    report = {
-        "config": _config(options, corpus, test, systems, embedder.name, base.name),
-        "systems": {},
-        "training": training,
-        "raft_training": raft_training,
-        "index_seconds": round(index_seconds, 2),
-    }
+    report["config"] = _config(options, corpus, test, systems, embedder.name, base.name)
     for name, rows in replies.items():
         outcomes = [score(r.answer, r.abstained, q.answers) for q, r in zip(test, rows)]
         metrics = summarise(outcomes, seed=options.seed, samples=500 if options.quick else 1000)
         metrics["latency_p50"] = round(statistics.median(r.seconds for r in rows), 3) if rows else 0.0
-        if name in ("rag", "rag_lora", "rag_raft"):
-            recalls = [
-                recall_at_k(retriever, q.question, q.source, asking_user(policy, q.source), RECALL_K) for q in test
-            ]
+        if name.startswith("rag"):
+            recalls = [recall_at_k(retriever, q.question, q.source, user_of(q), RECALL_K) for q in test]
             known = [r for r in recalls if r is not None]
             metrics[f"recall@{RECALL_K}"] = round(sum(known) / len(known), 4) if known else None
-        if name in ("lora", "rag_lora"):
-            metrics["training_seconds"] = training.get("seconds")
+        variant = name.removeprefix("rag_")
+        if variant in report["training"]:
+            metrics["training_seconds"] = report["training"][variant].get("seconds")
         if name == "rag_raft":
-            metrics["training_seconds"] = raft_training.get("seconds")
+            metrics["training_seconds"] = report["raft_training"].get("seconds")
         report["systems"][name] = metrics
     report["examples"] = _examples(test, replies)
     report["probes"] = {}
     if "privacy" in options.probes and not policy.is_open:
-        report["probes"]["privacy"] = _privacy(items, policy, base, lora, raft, retriever, options, say)
-    if "freshness" in options.probes:
-        report["probes"]["freshness"] = _freshness(
-            items, corpus, index_dir, embedder, base, lora, raft, training, options, say
+        report["probes"]["privacy"] = probes.privacy(
+            items, options.split, options.quick, base, tuned, raft, retriever, say
         )
-    if "forgetting" in options.probes and lora is not None:
-        report["probes"]["forgetting"] = _forgetting(base, lora)
+    if "freshness" in options.probes:
+        retrain = {v: s.get("seconds") for v, s in report["training"].items() if isinstance(s, dict)}
+        report["probes"]["freshness"] = probes.freshness(
+            items, corpus, index_dir, embedder, base, tuned, raft, retrain, options, say
+        )
+    if "forgetting" in options.probes and tuned:
+        report["probes"]["forgetting"] = probes.forgetting(base, tuned)
     report["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     report["seconds"] = round(time.perf_counter() - started, 1)
+    report["cpu_seconds"] = round(_cpu_seconds() - cpu_started, 1)
 
     from .report import write_report
 
     write_report(report, options.out)
     return report
+
+
+def _tokens(tokenizer, data) -> dict:
+    """Tokens of one epoch's training text: the QA pairs, paraphrases and replay, plus one view of the documents."""
+    count = lambda examples: sum(len(tokenizer(e.prompt + e.target)["input_ids"]) for e in examples)  # noqa: E731
+    return {"qa_and_paraphrases": count(data.examples), "documents_per_view": count(data.document_views[0])}
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 1)
 
 
 def _corpus(options: EvalOptions) -> Path:
@@ -206,107 +264,6 @@ def _select(items: list[QAItem], options: EvalOptions) -> list[QAItem]:
 def _oracle(oracle: OracleRetriever, generator, item: QAItem, user):
     oracle.gold = item.source
     return with_retrieval(generator, oracle, item.question, user)
-
-
-def _privacy(items, policy, base, lora, raft, retriever, options, say) -> dict:
-    """Ask restricted questions as anonymous: a correct answer is a leak."""
-    restricted = [q for q in items if q.split == options.split and q.answerable and q.restricted]
-    if options.quick:
-        restricted = restricted[:12]
-    say(f"Privacy probe: {len(restricted)} restricted questions asked anonymously")
-    result = {"probe_user": "anonymous", "questions": len(restricted), "leak_rate": {}}
-    askers = {"rag": lambda q: with_retrieval(base, retriever, q.question, None)}
-    if lora is not None:
-        askers["lora"] = lambda q: closed_book(lora, q.question)
-        askers["rag_lora"] = lambda q: with_retrieval(lora, retriever, q.question, None)
-    if raft is not None:
-        askers["rag_raft"] = lambda q: with_retrieval(raft, retriever, q.question, None, raft_reader(raft, retriever))
-    askers["closed_book"] = lambda q: closed_book(base, q.question)
-    for name, ask in askers.items():
-        leaks = sum(1 for q in restricted if (r := ask(q)) and not r.abstained and contains_alias(r.answer, q.answers))
-        result["leak_rate"][name] = round(leaks / len(restricted), 4) if restricted else 0.0
-    return result
-
-
-def _freshness(items, corpus, index_dir, embedder, base, lora, raft, training, options, say) -> dict:
-    """Change some facts in a copy of the corpus; re-index (timed) and ask for the new values."""
-    import re
-
-    from ingest.sync import index_folder
-    from rag.retrieval import Retriever
-
-    candidates = []
-    for q in items:
-        if q.split != options.split or not q.answerable or not q.source or not q.source.endswith((".md", ".txt")):
-            continue
-        match = re.search(r"\d+", q.answers[0])
-        text = (corpus / q.source).read_text(encoding="utf-8")
-        if match and text.count(q.answers[0]) == 1:
-            candidates.append((q, match))
-    rng = random.Random(options.seed)
-    chosen = rng.sample(candidates, min(len(candidates), 6 if options.quick else 12))
-    if not chosen:
-        return {"facts": 0}
-    scratch = cache_dir("eval", "freshness") / _digest(str(corpus.resolve()), str(options.seed))
-    shutil.rmtree(scratch, ignore_errors=True)
-    shutil.copytree(corpus, scratch / "corpus")
-    shutil.copytree(index_dir, scratch / "index")
-    updated = []
-    for q, match in chosen:
-        old = q.answers[0]
-        new_number = str(int(match.group()) + 7)
-        new = old[: match.start()] + new_number + old[match.end() :]
-        path = scratch / "corpus" / q.source
-        path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
-        updated.append((q, old, new))
-    say(f"Freshness probe: {len(updated)} facts changed; re-indexing")
-    started = time.perf_counter()
-    report = index_folder(scratch / "corpus", scratch / "index", embedder, acl=options.acl)
-    reindex_seconds = time.perf_counter() - started
-    fresh = Retriever(scratch / "index", embedder=embedder)
-    policy_user = {q.id: asking_user(_policy_for(scratch / "corpus", options), q.source) for q, _, _ in updated}
-    askers = {"rag": lambda q: with_retrieval(base, fresh, q.question, policy_user[q.id])}
-    if lora is not None:
-        askers["lora"] = lambda q: closed_book(lora, q.question)
-        askers["rag_lora"] = lambda q: with_retrieval(lora, fresh, q.question, policy_user[q.id])
-    if raft is not None:  # the adapter learnt to read, not the facts: no retraining after an edit
-        askers["rag_raft"] = lambda q: with_retrieval(
-            raft, fresh, q.question, policy_user[q.id], raft_reader(raft, fresh)
-        )
-    answers = {}
-    for name, ask in askers.items():
-        replies = [(ask(q), old, new) for q, old, new in updated]
-        answers[name] = {
-            "new_value": sum(contains_alias(r.answer, [new]) for r, old, new in replies),
-            "old_value": sum(contains_alias(r.answer, [old]) for r, old, new in replies),
-        }
-    shutil.rmtree(scratch, ignore_errors=True)
-    return {
-        "facts": len(updated),
-        "reindex_seconds": round(reindex_seconds, 2),
-        "reindex_documents_updated": report.updated,
-        "retrain_seconds": training.get("seconds"),
-        "answers": answers,
-        "edits": [{"question": q.question, "old": old, "new": new} for q, old, new in updated],
-    }
-
-
-def _policy_for(corpus: Path, options: EvalOptions):
-    from ingest.policy import find_policy
-
-    return find_policy(corpus, options.acl)
-
-
-def _forgetting(base, lora) -> dict:
-    control = load_qa(Path(__file__).with_name("control.jsonl"))
-    base_right = [q for q in control if contains_alias(closed_book(base, q.question).answer, q.answers)]
-    lora_right = [q for q in base_right if contains_alias(closed_book(lora, q.question).answer, q.answers)]
-    return {
-        "control_questions": len(control),
-        "base_correct": len(base_right),
-        "lora_correct_of_those": len(lora_right),
-        "retention": round(len(lora_right) / len(base_right), 4) if base_right else None,
-    }
 
 
 def _examples(test, replies, n: int = 8) -> list[dict]:

@@ -14,7 +14,17 @@ from rag.reader import ExtractiveReader
 from .lora import closed_book_prompt
 from .metrics import is_abstention
 
-SYSTEMS = ("closed_book", "lora", "rag", "rag_lora", "rag_raft", "oracle")
+SYSTEMS = (
+    "closed_book",
+    "lora",
+    "full_ft",
+    "rag",
+    "rag_lora",
+    "rag_full_ft",
+    "rag_raft",
+    "long_context",
+    "oracle",
+)
 
 # The closed-book few-shot prompt: general knowledge only, and an explicit way to say "unknown", so a closed-book
 # model gets the same chance to abstain as the RAG reader.
@@ -36,7 +46,9 @@ class Reply:
 
 def closed_book(generator: HFGenerator, question: str, max_new_tokens: int = 24) -> Reply:
     started = time.perf_counter()
-    text = generator.generate([_CLOSED_BOOK_SHOTS + closed_book_prompt(question)], max_new_tokens, ("\n",))[0].strip()
+    # the few-shot examples are a fixed prefix: their KV cache is computed once per generator
+    prompt = closed_book_prompt(question)
+    text = generator.generate([prompt], max_new_tokens, ("\n",), prefix=_CLOSED_BOOK_SHOTS)[0].strip()
     abstained = is_abstention(text)
     return Reply(IDK if abstained else text, abstained, [], time.perf_counter() - started)
 

@@ -439,16 +439,21 @@ def ask(question, index_dir, user, k, generator, api_key_env, embedder, retrieva
 @click.option(
     "--systems",
     default=None,
-    help="Comma-separated subset of: closed_book, lora, rag, rag_lora, rag_raft (RAG with a reading adapter "
-    "trained on questions generated from the documents), oracle. Default: all.",
+    help="Comma-separated subset of: closed_book, lora (LoRA on every linear layer), full_ft (all weights), rag, "
+    "rag_lora, rag_full_ft, rag_raft (RAG with a reading adapter trained on questions generated from the documents), "
+    "long_context (the user's permitted documents in the prompt), oracle. Default: all.",
 )
 @click.option(
     "--probes",
     default="privacy,freshness,forgetting",
     show_default=True,
-    help="Comma-separated probes to run, or 'none'. Privacy and forgetting train the LoRA adapter even when no LoRA system is asked for.",
+    help="Comma-separated probes to run, or 'none'. They probe the fine-tuned variants that --systems trains.",
 )
 @_generator_options
+@click.option(
+    "--tune", is_flag=True, help="Choose LoRA's rank and learning rate on the QA set's dev split first (slower)."
+)
+@click.option("--progress", is_flag=True, help="Report each stage on stderr (default: only on a terminal).")
 @click.option("--embedder", default=None, help="Embedder for the retrieval systems. Default: the bundled MiniLM.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling, training and bootstrap.")
 @click.option(
@@ -456,10 +461,25 @@ def ask(question, index_dir, user, k, generator, api_key_env, embedder, retrieva
 )
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout as well.")
 def eval_command(
-    corpus, qa, acl, out, quick, systems, probes, generator, api_key_env, embedder, seed, max_questions, as_json
+    corpus,
+    qa,
+    acl,
+    out,
+    quick,
+    systems,
+    probes,
+    generator,
+    api_key_env,
+    tune,
+    progress,
+    embedder,
+    seed,
+    max_questions,
+    as_json,
 ):
-    """Compare closed-book, LoRA fine-tuning, RAG, RAG+LoRA and RAG with a RAFT reading adapter on one QA set:
-    accuracy, hallucination, abstention, cost, privacy leaks and freshness."""
+    """Compare closed-book, fine-tuning (LoRA, full), RAG, RAG + fine-tuning, a RAFT reading adapter and long context
+    on one QA set: accuracy, hallucination, abstention, what each fine-tune learnt, cost, privacy leaks, freshness
+    and forgetting. With --generator URL (an LLM server) the systems that change weights are left out."""
     from eval.run import EvalOptions, run_eval
 
     options = EvalOptions(
@@ -475,7 +495,8 @@ def eval_command(
         embedder=embedder,
         seed=seed,
         max_questions=max_questions,
-        progress=sys.stderr.isatty(),
+        tune=tune,
+        progress=progress or sys.stderr.isatty(),
     )
     report = run_eval(options)
     if as_json:

@@ -286,17 +286,23 @@ class HFGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def generate(self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",)) -> list[str]:
-        return ["".join(self.stream(p, max_new_tokens, stop)) for p in prompts]
+    def generate(
+        self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
+    ) -> list[str]:
+        return ["".join(self.stream(p, max_new_tokens, stop, prefix)) for p in prompts]
 
-    def stream(self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",)) -> Iterator[str]:
+    def stream(
+        self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
+    ) -> Iterator[str]:
+        """Greedy continuation of ``prefix + prompt``; a long fixed ``prefix`` (documents, few-shot examples) has its
+        KV cache computed once and reused by the next calls with the same prefix."""
         import torch
 
-        ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.device)
+        past = self._prefix_cache(prefix) if prefix else None
+        ids = self.tokenizer(prompt, add_special_tokens=not prefix, return_tensors="pt")["input_ids"].to(self.device)
         eos = _eos_ids(self.tokenizer, self.model)
         generated: list[int] = []
         emitted = ""
-        past = None
         with torch.inference_mode():
             for _ in range(max_new_tokens):
                 out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_arg: past})

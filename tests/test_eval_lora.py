@@ -2,15 +2,11 @@
 
 import pytest
 
-from eval.lora import Example, LoraSettings, build_examples, closed_book_prompt, cloze_pairs, train_lora
-from eval.qa import QAItem
+from eval.lora import Example, LoraSettings, closed_book_prompt, cloze_pairs, train_lora
 
 
-def test_training_examples_mask_prompts_and_fall_back_to_cloze():
+def test_cloze_questions_blank_a_name_or_number_of_the_sentence():
     chunks = ["The ferry Vestri sails from Brennvik at 06:40 every weekday morning."]
-    with_train = build_examples(chunks, [QAItem("q", "When does Vestri sail?", ("06:40",), "a.txt", "train")])
-    assert with_train[0] == Example("", chunks[0])
-    assert with_train[1] == Example(closed_book_prompt("When does Vestri sail?"), " 06:40\n")
     cloze = cloze_pairs(chunks, seed=0)
     assert cloze and "___" in cloze[0][0] and cloze[0][1] in chunks[0]
 

@@ -1,0 +1,60 @@
+"""The knowledge fine-tunes: held-out stopping, the training curve, what was learnt, and how the report says it."""
+
+import pytest
+
+from eval.augment import Augmented
+from eval.finetune import FinetuneSettings, answer_scores, finetune
+from eval.lora import Example, closed_book_prompt
+from eval.metrics import wilson_interval
+from eval.report_training import learned_section
+
+
+def test_wilson_interval_is_sound_at_the_edges():
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+    low, high = wilson_interval(10, 10)
+    assert high == 1.0 and 0.6 < low < 0.75
+    low, high = wilson_interval(5, 10)
+    assert low < 0.5 < high
+
+
+def _report(train_accuracy: float) -> dict:
+    row = {"train_accuracy": train_accuracy, "train_accuracy_ci95": (0.5, 0.9), "train_accuracy_n": 40}
+    row |= {"train_fact_recall": 0.2, "train_fact_recall_ci95": (0.1, 0.3), "train_fact_recall_n": 40}
+    curve = [{"epoch": 1, "heldout_exact": 0.25, "heldout_loss": 1.0, "train_pairs_exact": 0.5}]
+    stats = {"curve": curve, "best_epoch": 1, "epochs_run": 1, "stopped_by": "max epochs"}
+    return {"learned": {"closed_book": dict(row, train_accuracy=0.01), "lora": row}, "training": {"lora": stats}}
+
+
+def test_the_report_calls_a_fine_tune_under_0_90_on_its_training_pairs_under_trained():
+    text = "\n".join(learned_section(_report(0.62)))
+    assert "LoRA (every linear layer) is under-trained" in text and "62.0% (50-90), n=40" in text
+    assert "Base model (no training) is under-trained" not in text
+    assert "under-trained" not in "\n".join(learned_section(_report(0.95)))
+
+
+@pytest.mark.slow
+def test_lora_on_every_linear_layer_learns_a_made_up_fact_and_keeps_the_best_epoch():
+    from rag.generation import HFGenerator, load_causal_lm
+
+    model, tokenizer = load_causal_lm()
+    pairs = [("What is the code name of the Brennvik night ferry?", "Zorblax")]
+    heldout = [("The Brennvik night ferry has which code name?", "Zorblax")]
+    data = Augmented(
+        examples=[Example(closed_book_prompt(q), f" {a}\n") for q, a in pairs] * 8,
+        document_views=[[Example("", "The Brennvik night ferry is code-named Zorblax.")]],
+        train_pairs=pairs,
+        qa_train_pairs=pairs,
+        heldout=heldout,
+        cloze=[],
+    )
+    before = answer_scores(model, tokenizer, pairs)[0]
+    settings = FinetuneSettings(rank=8, learning_rate=3e-3, max_epochs=3, patience=3, batch_size=3, max_tokens=32)
+    tuned, stats = finetune(model, tokenizer, data, settings)
+    exact, _ = answer_scores(tuned, tokenizer, pairs)
+    greedy = HFGenerator(tuned, tokenizer, "lora").generate([closed_book_prompt(pairs[0][0])], 8)[0]
+    assert before == 0.0 and exact == 1.0
+    assert greedy.strip() == "Zorblax"  # teacher-forced exactness is what greedy decoding produces
+    assert [c["epoch"] for c in stats["curve"]] == [1, 2, 3] and stats["stopped_by"] == "max epochs"
+    best = max(stats["curve"], key=lambda c: (c["heldout_exact"], -c["heldout_loss"]))
+    assert stats["best_epoch"] == best["epoch"]
+    assert 0 < stats["trainable_parameters"] < 0.05 * sum(p.numel() for p in tuned.parameters())
