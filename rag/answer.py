@@ -16,14 +16,15 @@ import re
 import time
 from collections.abc import Callable
 
+from .lexicon import is_abstention
 from .prompting import UNKNOWN, Passage, chat_messages, completion_prompt, fit_passages
-from .reader import IDK, MIN_SENTENCE_SCORE, ExtractiveReader, ReadResult, is_abstention, make_reader
+from .reader import IDK, ExtractiveReader, ReadResult, make_reader
 from .text import contains_answer
 from .types import Answer, Citation, SearchResult
 
 DEFAULT_K = 5
 # Cosine similarity of MiniLM between the question and its best chunk, for the generative reader (the extractive
-# reader gates on its sharper best-sentence score, reader.MIN_SENTENCE_SCORE). Calibrated on the demo QA dev split
+# reader gates on its sharper best-sentence score, ReaderConfig.min_sentence_score). Calibrated on the demo QA dev split
 # (corpora/acme-qa.jsonl, split "dev"): the 5th percentile of the answerable questions' best chunk scores (0.30)
 # less a 0.02 margin. Below it, no passage is relevant enough to read.
 MIN_RETRIEVAL_SCORE = 0.28
@@ -64,8 +65,8 @@ def answer_with_details(
     retrieved = time.perf_counter()
     timings = {"retrieval": round(retrieved - started, 4)}
     if reader is None:
-        embed = getattr(getattr(retriever, "embedder", None), "embed", None)
-        reader = make_reader(generator, embed)
+        embedder = getattr(retriever, "embedder", None)
+        reader = make_reader(generator, getattr(embedder, "embed", None), getattr(embedder, "name", None))
     if isinstance(reader, ExtractiveReader):
         reader.max_new_tokens = min(reader.max_new_tokens, max_new_tokens)  # spans end with their segment anyway
     if isinstance(reader, GenerativeReader):
@@ -159,6 +160,5 @@ __all__ = [
     "IDK",
     "UNKNOWN",
     "MIN_RETRIEVAL_SCORE",
-    "MIN_SENTENCE_SCORE",
     "DEFAULT_K",
 ]
