@@ -76,5 +76,10 @@ class AnswerabilityModel:
     def from_dict(cls, data: dict) -> AnswerabilityModel:
         gates = tuple(data["gates"])
         if list(data["features"]) != feature_names(gates):
-            raise ValueError("answerability model was trained on other features; rerun python -m eval.calibrate")
+            from ingest.errors import ModelLoadError
+
+            raise ModelLoadError(
+                "the reader's answerability model was trained on other features than this version computes; "
+                "rerun `python -m eval.calibrate collect` and `python -m eval.calibrate fit`"
+            )
         return cls(gates, list(data["mean"]), list(data["scale"]), list(data["weights"]), float(data["bias"]))
