@@ -67,8 +67,9 @@ def _collect(args) -> int:
         return Retriever(index_dir, embedder=embedder)
 
     sizes = (args.per_article, args.per_holdout_article)
-    collect_pool(args.pool, out, retriever_for, generator, sizes, args.seed, (index, of))
-    if index == of - 1 and not args.no_demo:
+    if not args.no_pool:
+        collect_pool(args.pool, out, retriever_for, generator, sizes, args.seed, (index, of))
+    if (index == of - 1 or args.no_pool) and not args.no_demo:
         corpus = repo_root() / "corpora" / "acme"
         splits = tuple(args.demo_splits.split(","))
         collect_demo(corpus, repo_root() / "corpora" / "acme-qa.jsonl", out, retriever_for, generator, splits)
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     collect.add_argument("--per-holdout-article", type=int, default=PER_HOLDOUT_ARTICLE, help="... per held-out one.")
     collect.add_argument("--shard", default="0/1", help="This process's share, K/N: groups K, K+N, ... (0-based).")
     collect.add_argument("--no-demo", action="store_true", help="Skip the demo corpus's questions.")
+    collect.add_argument("--no-pool", action="store_true", help="Read the demo corpus's questions only.")
     collect.add_argument("--demo-splits", default=DEMO_SPLITS, help="Demo QA splits: train, dev.")
     fit.add_argument("--out", type=Path, default=None, help="Where to write (default: ~/.cache/docrag/reader).")
     fit.add_argument("--json", action="store_true", help="Print the held-out measurements as JSON.")

@@ -22,6 +22,11 @@ from rag.gates import GATE_CODES
 from rag.reader_config import ReaderConfig, ReaderSettings
 
 L2 = 1.0  # ridge penalty on standardised weights: a few hundred rows, ~30 features
+# The learned gate's operating point: the most answerable accuracy with at most this share of false answers to
+# unanswerable questions, out of fold. The issue's target is 0.30; 0.05 less leaves room for the spread between
+# article sets (the held-out rate's 95% interval is about +-0.09 wide at 80 questions).
+FALSE_ANSWER_BUDGET = 0.25
+DEMO_CHECK = "demo:dev"  # the demo rows reported out of fold (the demo's train split has 2 unanswerable questions)
 THRESHOLDS = np.round(np.arange(0.0, 0.91, 0.01), 2)
 # Gates that end reading whatever the learned model says: nothing to read, or the model itself chose "unknown"
 ALWAYS_HARD = ("off_topic", "model_unknown")
@@ -116,7 +121,8 @@ class Choice:
 
 
 def choose_threshold(rows: list[dict], hard: tuple[str, ...]) -> tuple[float, dict]:
-    """The threshold with the best out-of-fold Youden index over the training rows (leave one group out)."""
+    """The lowest threshold whose out-of-fold false-answer rate over the training rows (leave one group out) is
+    within ``FALSE_ANSWER_BUDGET``: the most answers that budget allows."""
     groups = sorted({r["group"] for r in rows})
     scores: dict[str, float] = {}
     for group in groups:
@@ -124,14 +130,15 @@ def choose_threshold(rows: list[dict], hard: tuple[str, ...]) -> tuple[float, di
         for r in rows:
             if r["group"] == group and model is not None:
                 scores[r["id"]] = model.probability(r["signals"])
-    best, best_stats = 0.0, {}
+    best, best_stats = float(THRESHOLDS[-1]), {}
     for t in THRESHOLDS:
         answered = [decide(r, hard, None, 0.0) and scores.get(r["id"], 1.0) >= t for r in rows]
-        stats = measure(rows, answered)
-        if not best_stats or youden(stats) > youden(best_stats) + 1e-9:
-            best, best_stats = float(t), stats
-    demo = [r for r in rows if r["group"] == "demo"]
-    if demo:  # the demo group's predictions come from a model trained on SQuAD rows only: a transfer check
+        best_stats = measure(rows, answered)
+        if best_stats["false_answer_rate"]["value"] <= FALSE_ANSWER_BUDGET:
+            best = float(t)
+            break
+    demo = [r for r in rows if r["group"] == DEMO_CHECK]
+    if demo:  # predicted by a model trained on the pool and the demo's train split, never on these rows
         answered = [decide(r, hard, None, 0.0) and scores.get(r["id"], 1.0) >= best for r in demo]
         best_stats["demo"] = measure(demo, answered)
     return best, best_stats
@@ -145,7 +152,7 @@ def compare_levers(training: list[dict], holdout: list[dict]) -> list[Choice]:
             model = train_model(training, hard)
         else:
             threshold, model = 0.0, None
-            demo = [r for r in training if r["group"] == "demo"]
+            demo = [r for r in training if r["group"] == DEMO_CHECK]
             oof = {"demo": measure(demo, [decide(r, hard, None, 0.0) for r in demo])} if demo else {}
         answered = [decide(r, hard, model, threshold) for r in holdout]
         choices.append(Choice(lever, hard, model, threshold, measure(holdout, answered), oof))
@@ -172,13 +179,15 @@ def fit_main(args) -> int:
     embedder, generator = args.embedder or DEFAULT_EMBEDDER, args.generator or DEFAULT_GENERATOR
     pattern = rows_path(embedder, generator, args.seed, "0/1").name.replace("0of1", "*")
     paths = sorted(cache_dir("calibrate").glob(pattern))
-    rows = load_rows(paths)
+    from ingest.paths import repo_root
+
+    rows = load_rows(paths, repo_root() / "corpora" / "acme-qa.jsonl")
     training = [r for r in rows if not r["group"].startswith("holdout:")]
     holdout = [r for r in rows if r["group"].startswith("holdout:")]
     choices = compare_levers(training, holdout)
     learned = [c for c in choices if c.model is not None]
     # The lever is chosen by the mean Youden index of the held-out pool articles and of the demo's dev split (out
-    # of fold: predicted by a model that never saw a demo row), so that it holds on both kinds of text; the
+    # of fold: predicted by a model that never saw a demo dev row), so that it holds on both kinds of text; the
     # threshold is never chosen on held-out rows.
     best = max(learned, key=lambda c: (youden(c.holdout) + youden(c.out_of_fold.get("demo", c.holdout))) / 2)
     settings = ReaderSettings(

@@ -59,7 +59,7 @@ def corpus_groups(titles: list[str]) -> list[list[str]]:
     return [titles[i : i + ARTICLES_PER_CORPUS] for i in range(0, len(titles), ARTICLES_PER_CORPUS)]
 
 
-def observe(retriever, generator, items: list[QAItem], user_of, group: str, done: set[str]) -> Iterator[dict]:
+def observe(retriever, generator, items: list[QAItem], user_of, group, done: set[str]) -> Iterator[dict]:
     """One row per question: the observing reader's span, its signals, and whether it was right."""
     from rag.answer import answer_with_details
     from rag.reader import ExtractiveReader
@@ -72,7 +72,7 @@ def observe(retriever, generator, items: list[QAItem], user_of, group: str, done
         answer, read = answer_with_details(retriever, generator, item.question, user=user_of(item), reader=reader)
         yield {
             "id": item.id,
-            "group": group,
+            "group": group(item) if callable(group) else group,
             "question": item.question,
             "answerable": item.answerable,
             "answer": read.answer,
@@ -121,7 +121,8 @@ def collect_demo(corpus: Path, qa: Path, out: Path, retriever_for, generator, sp
     policy = find_policy(corpus, None)
     items = [q for q in load_qa(qa) if q.split in splits]
     retriever = retriever_for(corpus)
-    rows = observe(retriever, generator, items, lambda item: asking_user(policy, item.source), "demo", _done(out))
+    user_of = lambda item: asking_user(policy, item.source)  # noqa: E731
+    rows = observe(retriever, generator, items, user_of, lambda item: f"demo:{item.split}", _done(out))
     _append(out, rows, len(items), "demo")
 
 
@@ -141,8 +142,17 @@ def _append(out: Path, rows: Iterator[dict], total: int, name: str) -> None:
             handle.flush()
 
 
-def load_rows(paths: list[Path]) -> list[dict]:
+def load_rows(paths: list[Path], demo_qa: Path | None = None) -> list[dict]:
+    """The rows of ``paths``; demo rows grouped by their split ("demo:train", "demo:dev"), read from ``demo_qa``
+    for rows recorded before the group named the split."""
     rows = []
     for path in paths:
         rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if demo_qa is not None:
+        from .qa import load_qa
+
+        splits = {item.id: item.split for item in load_qa(demo_qa)}
+        for row in rows:
+            if row["group"] == "demo":
+                row["group"] = f"demo:{splits[row['id']]}"
     return rows
