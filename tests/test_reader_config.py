@@ -71,3 +71,19 @@ def test_reader_and_scorer_agree_on_abstentions():
         assert is_abstention(text) and scorer_abstains(text)
     for text in ("Nonesuch Palace", "Amara Okafor", "12 May"):
         assert not is_abstention(text) and not scorer_abstains(text)
+
+
+def test_the_bundled_pair_ships_its_calibration_with_the_data_licence(monkeypatch):
+    from ingest.embedding import DEFAULT_EMBEDDER
+    from rag.generation import DEFAULT_GENERATOR
+    from rag.reader_config import SHIPPED_DIR
+
+    monkeypatch.delenv("RAG_READER_DIR", raising=False)
+    load_settings.cache_clear()
+    settings = load_settings(DEFAULT_EMBEDDER, DEFAULT_GENERATOR)
+    load_settings.cache_clear()
+    assert settings.path.parent == SHIPPED_DIR and settings.answerability is not None
+    assert 0 < settings.config.min_answer_probability < 1
+    assert "CC BY-SA 4.0" in settings.provenance["license"]
+    assert "CC BY-SA 4.0" in (SHIPPED_DIR / "ATTRIBUTION.md").read_text()
+    assert sum(p.stat().st_size for p in SHIPPED_DIR.iterdir()) < 20_000_000
