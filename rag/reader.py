@@ -1,8 +1,8 @@
 """Extractive reading for small models: pick the best sentences first, then decode a span of them.
 
 A 270M-parameter model reads four 200-token passages poorly: it drifts to the wrong number or paraphrases, and it
-answers a near-miss question (2032's budget, asked of 2031's) as readily as a real one. Three levers fix most of
-that (measured on the demo QA set, see the README):
+answers a near-miss question (2032's budget, asked of 2031's) as readily as a real one. Three levers fix part of
+that, and the abstention gates (``rag.gates``) with a learned answerability model do the rest (docs/reader.md):
 
 1. Sentence selection. The retrieved chunks are cut into sentences and table rows, and only the few that best
    match the question (embedding cosine plus a word-overlap bonus) are shown, each with its document and heading
