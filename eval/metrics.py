@@ -7,14 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.lexicon import is_abstention  # the product's list (rag/data/abstain_phrases.txt): both count the same
 from rag.text import normalise
 
-ABSTENTIONS = ("i dont know", "i do not know", "unknown", "not stated", "cannot answer", "no answer", "not mentioned")
-
-
-def is_abstention(answer: str) -> bool:
-    text = normalise(answer)
-    return not text or any(text.startswith(a) for a in ABSTENTIONS)
+__all__ = ["is_abstention"]
 
 
 def contains_alias(answer: str, aliases) -> bool:

@@ -90,7 +90,11 @@ def load_squad(data: dict) -> list[QAItem]:
 
 def squad_to_corpus(path: Path, out_dir: Path) -> Path:
     """One text file per article, paragraphs separated by blank lines."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return write_squad_corpus(json.loads(Path(path).read_text(encoding="utf-8")), out_dir)
+
+
+def write_squad_corpus(data: dict, out_dir: Path) -> Path:
+    """``squad_to_corpus`` for SQuAD data already loaded."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for article in data["data"]:
         body = "\n\n".join(p["context"].strip() for p in article["paragraphs"])

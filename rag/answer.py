@@ -17,14 +17,15 @@ import re
 import time
 from collections.abc import Callable
 
+from .lexicon import is_abstention
 from .prompting import UNKNOWN, Passage, chat_content, chat_messages, completion_prompt, fit_passages
-from .reader import IDK, MIN_SENTENCE_SCORE, ReadResult, is_abstention, make_reader
+from .reader import IDK, ReadResult, make_reader
 from .support import supports
 from .types import Answer, Citation, SearchResult
 
 DEFAULT_K = 5
 # Cosine similarity of MiniLM between the question and its best chunk, for the generative reader (the extractive
-# reader gates on its sharper best-sentence score, reader.MIN_SENTENCE_SCORE). Calibrated on the demo QA dev split
+# reader gates on its sharper best-sentence score, ReaderConfig.min_sentence_score). Calibrated on the demo QA dev split
 # (corpora/acme-qa.jsonl, split "dev"): the 5th percentile of the answerable questions' best chunk scores (0.30)
 # less a 0.02 margin. Below it, no passage is relevant enough to read.
 MIN_RETRIEVAL_SCORE = 0.28
@@ -66,8 +67,8 @@ def answer_with_details(
     retrieved = time.perf_counter()
     timings = {"retrieval": round(retrieved - started, 4)}
     if reader is None:
-        embed = getattr(getattr(retriever, "embedder", None), "embed", None)
-        reader = make_reader(generator, embed)
+        embedder = getattr(retriever, "embedder", None)
+        reader = make_reader(generator, getattr(embedder, "embed", None), getattr(embedder, "name", None))
     if max_new_tokens is not None:  # asked for: applies to any reader, above its default too
         reader.max_new_tokens = max_new_tokens
     if isinstance(reader, GenerativeReader):
@@ -168,6 +169,5 @@ __all__ = [
     "IDK",
     "UNKNOWN",
     "MIN_RETRIEVAL_SCORE",
-    "MIN_SENTENCE_SCORE",
     "DEFAULT_K",
 ]

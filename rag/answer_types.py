@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from .text import normalise
+from .lexicon import currency_codes, is_currency_symbol, word_list
+from .text import YEAR, normalise
 
 _NUMBER_Q = re.compile(
     r"\b(how (many|much|long|often|large|big|far|old|high|deep)|what (percentage|share|amount|price|cost|margin)|"
@@ -19,11 +20,31 @@ _NUMBER_Q = re.compile(
 )
 # Money questions: answered by an amount ("NOK 12.5 million", "$40", "3 million"), never by "6 metres"
 _MONEY_Q = re.compile(r"\b(budget|price|cost|costs|revenue|per diem|allowance|worth|salary|fee|fees)\b", re.I)
-_MONEY = re.compile(
-    r"(NOK|EUR|USD|GBP|SEK|DKK|CHF|kr|\$|£|€|¥)\s?\d|\d\s?(NOK|EUR|USD|GBP|kr|euros?|dollars?|pounds?|kroner?)\b"
-    r"|\d\s?(million|billion|thousand)\b",
-    re.I,
-)
+
+
+def _money_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """An amount of money in any currency: an ISO 4217 code (upper case: "ALL 40" is lek, "all 40" is not) or a
+    Unicode currency symbol (category Sc, matched as "$" after ``_symbols_as_dollar``) next to a number ("CAD 40",
+    "40 CAD", "$40", "₹1,200", "¥ 500"); or a number with a currency's name ("40 dollars") or a scale word."""
+    codes = "|".join(sorted(currency_codes()))
+    words = "|".join(word_list("currency_words"))
+    coded = re.compile(rf"(?<![A-Za-z])(?:{codes})\s?\d|\d\s?(?:{codes})(?![A-Za-z])|\$\s?\d|\d\s?\$")
+    named = re.compile(rf"\d\s?(?:{words}|million|billion|thousand|trillion)\b", re.I)
+    return coded, named
+
+
+_MONEY = _money_patterns()
+
+
+def _symbols_as_dollar(text: str) -> str:
+    return "".join("$" if is_currency_symbol(ch) else ch for ch in text)
+
+
+def is_money(text: str) -> bool:
+    coded, named = _MONEY
+    return bool(coded.search(_symbols_as_dollar(text)) or named.search(text))
+
+
 _DATE_Q = re.compile(r"\b(when|what (date|year|day|month)|which (year|date|day|month|weeks?))\b", re.I)
 _PERSON_Q = re.compile(
     r"^\s*(who|whom|name)\b|\b(which|what)(?: \w+)? (person|people|engineer|manager|employee|salesperson|director|"
@@ -32,22 +53,16 @@ _PERSON_Q = re.compile(
 )
 _MONTHS = "january february march april may june july august september october november december"
 _DATE = re.compile(
-    r"\b(1[89]\d\d|20\d\d|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
-    + "|".join(_MONTHS.split())
-    + r")\b|\d{1,2}:\d\d",
+    YEAR + r"|\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|" + "|".join(_MONTHS.split()) + r")\b"
+    r"|\d{1,2}:\d\d",
     re.I,
 )
 _NAME_WORD = r"[A-Z][a-z\u00e0-\u024f]+(?:-[A-Z][a-z]+)?"
 _PERSON = re.compile(rf"\b{_NAME_WORD}(?: {_NAME_WORD})+")  # a run of capitalised words: "Per Aasen", "Ragna Halvorsen"
 
 
-# Words that make two capitalised words an organisation or a place, not a person ("Halvorsen Tidewater Instruments")
-_NOT_A_PERSON = set(
-    "instruments sensors systems solutions technologies authority agency council committee board company corporation "
-    "group holdings bank university college school institute hospital cloud travel logistics cable mat office "
-    "department ministry city county river street road harbour port island lake mountain church cathedral museum "
-    "party union league club team association society foundation inc ltd gmbh as asa".split()
-)
+# Words that make a run of capitalised words an organisation or a place, not a person ("Northfield County Council")
+_NOT_A_PERSON = frozenset(word_list("organisation_words"))
 
 
 # A question for an identifier: "What is the contract number with ...?", "Which code opens ...?", "What is the
@@ -82,7 +97,7 @@ _MONTH = "(?:" + "|".join(_MONTHS.split()) + ")"
 # Dates and years, no answer to "how much": "30 June 2031", "June 30, 2031", "March 2031", "1998"
 _DATE_EXPRESSION = re.compile(
     rf"\b\d{{1,2}}\.? {_MONTH}(?: \d{{4}})?\b|\b{_MONTH} \d{{1,2}}(?:, \d{{4}})?\b"
-    rf"|\b{_MONTH} \d{{4}}\b|\b(?:1[5-9]|20)\d\d\b",
+    rf"|\b{_MONTH} \d{{4}}\b|" + YEAR,
     re.I,
 )
 
@@ -98,7 +113,7 @@ def has_type(text: str, kind: str) -> bool:
     if kind == "date":
         return bool(_DATE.search(text))
     if kind == "money":
-        return bool(_MONEY.search(text))
+        return is_money(text)
     if kind == "identifier":
         return bool(_IDENTIFIER.search(_DATE_EXPRESSION.sub(" ", text)))
     if kind == "number":

@@ -403,17 +403,6 @@ class HFGenerator:
             self._prefixes = cached
         return copy.deepcopy(cached[prefix])
 
-    def choice_logprobs(self, prompt: str, choices: Sequence[str]) -> list[float]:
-        """Log-probability of each choice's first token right after ``prompt`` (one forward pass)."""
-        import torch
-
-        ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"].to(self.device)
-        firsts = [self.tokenizer(" " + c, add_special_tokens=False)["input_ids"][0] for c in choices]
-        with torch.inference_mode():
-            logits = self.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        return [float(logprobs[t]) for t in firsts]
-
     def _word_start_ids(self) -> set[int]:
         if not hasattr(self, "_word_starts"):
             vocab = self.tokenizer.get_vocab()

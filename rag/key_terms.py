@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .text import STOPWORDS, normalise
+from .text import STOPWORDS, YEAR, normalise
 
 _NAME = re.compile(r"\b[A-Z][a-z\u00e0-\u024f][\w\u00c0-\u024f]{2,}")  # "Copenhagen", not "HTI", "Q1" or "EV"
+# A run of two or more capitalised words is a name however short its words: "Ana Li", "Bo Yu"
+_NAME_RUN = re.compile(r"\b[A-Z][a-z\u00e0-\u024f]+(?: [A-Z][a-z\u00e0-\u024f]+)+\b")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th)?")  # "10th" whole: the text says "10th century", not "10"
 # A code: letters and digits in one word, parts joined by hyphens ("T8", "W2", "KESTREL-7", "INC-2031-017",
 # "NO-345871"). Codes must match exactly: "KESTREL-8" is not "KESTREL-7", though every other word agrees.
@@ -28,7 +30,7 @@ _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[^\W_]+(?:-[^\W_]+)
 _ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)|[qQ][1-4]", re.I)  # "10th" is a number, "Q2" a quarter: not codes
 _QUARTER = re.compile(r"\b(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+quarter\b|\bq([1-4])\b", re.I)
 _QUARTER_NUMBER = {"first": 1, "second": 2, "third": 3, "fourth": 4, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4}
-_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
+_YEAR = re.compile(YEAR)
 _WEEKDAY = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?\b", re.I)
 # A role and what it is for: "head of marketing", "director of sales", "product manager", "senior engineer". Asked
 # for the head of marketing, "Head of sales: Hana Lindqvist" names another head. Acronyms ("head of HR") are not
@@ -39,10 +41,14 @@ _ROLE_AFTER = re.compile(r"\b([A-Za-z][\w-]*)\s+(manager|director|engineer|techn
 
 def key_terms(question: str) -> list[str]:
     """Names and numbers of the question: capitalised words of 4+ letters after the first word (acronyms are
-    skipped: they are often spelled out in the text) and numbers of 2+ digits ("2029", the 120 of "120-unit")."""
+    skipped: they are often spelled out in the text), runs of capitalised words of any length ("Ana Li") and
+    numbers of 2+ digits ("2029", the 120 of "120-unit")."""
     words = question.split()
     rest = " ".join(words[1:]) if words else ""
-    terms = [normalise(t) for t in _NAME.findall(rest)]
+    runs = list(_NAME_RUN.finditer(rest))
+    inside = {i for run in runs for i in range(run.start(), run.end())}
+    names = [(m.start(), m.group()) for m in _NAME.finditer(rest) if m.start() not in inside]
+    terms = [normalise(name) for _, name in sorted(names + [(run.start(), run.group()) for run in runs])]
     unquartered = _QUARTER.sub(" ", question)  # "2nd-quarter" is the quarter Q2 (see uncovered_terms), not "2nd"
     terms += [normalise(t) for t in _NUMBER.findall(unquartered) if len(t) >= 2]
     return [t for t in dict.fromkeys(terms) if t and t not in STOPWORDS]

@@ -162,37 +162,3 @@ def fit_passages(
         else:
             kept[-1] = Passage(last.n, last.source, " ".join(words[: len(words) * 2 // 3]))
     return kept
-
-
-VERIFY_INSTRUCTIONS = "Does the sentence say that the answer is right for the question? Reply yes or no."
-_VERIFY_EXAMPLES = [
-    ("crew: Mina Dahl, chief engineer, leads the sonar team.", "Who leads the sonar team?", "Mina Dahl", "yes"),
-    ("canteen > menu: The canteen serves lentil soup every Thursday.", "Who is the head chef?", "lentil soup", "no"),
-    (
-        "fleet rates | Port | Full day: | Bergen | NOK 610 | NOK 305 |",
-        "What is the full-day rate for Bergen?",
-        "NOK 610",
-        "yes",
-    ),
-    ("fleet > Skarv: The Skarv was launched on 9 March 2029.", "When was the Terne launched?", "9 March 2029", "no"),
-]
-
-
-def verify_prompt(question: str, sentence: str, answer: str) -> str:
-    """Few-shot yes/no check that ``sentence`` answers ``question`` with ``answer``; ends before " yes"/" no"."""
-    blocks = [VERIFY_INSTRUCTIONS, ""]
-    for example_sentence, example_question, example_answer, verdict in _VERIFY_EXAMPLES:
-        blocks += [
-            f"Sentence: {example_sentence}",
-            f"Question: {example_question}",
-            f"Answer: {example_answer}",
-            f"Right: {verdict}",
-            "",
-        ]
-    blocks += [
-        f"Sentence: {' '.join(sentence.split())}",
-        f"Question: {' '.join(question.split())}",
-        f"Answer: {answer}",
-        "Right:",
-    ]
-    return "\n".join(blocks)

@@ -12,6 +12,8 @@ STOPWORDS = frozenset(
     "why how many much does do did this that these those it its as per into about than then there their our your "
     "has have had can could should would will shall may must not no yes".split()
 )
+# A year, 1000-2099: the one pattern the reader's checks share ("1066", "2031"; "911" is read as a number)
+YEAR = r"\b(?:1\d|20)\d\d\b"
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _DELETE = set(string.punctuation) | {"\u2018", "\u2019"}  # as SQuAD: "12,500" -> "12500", "don't" -> "dont"
 _SPACE = {"\u201c", "\u201d", "\u2013", "\u2014", "\u2026", "\u00a0"}  # dashes and quotes separate words
