@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from ingest.paths import cache_dir, repo_root
+from ingest.paths import bundled_corpus, cache_dir
 
 from .reader_data import collect_demo, collect_pool
 
@@ -30,7 +30,8 @@ DEMO_SPLITS = "dev"
 
 
 def default_pool() -> Path:
-    for base in (repo_root() / "shared", repo_root().parent / "shared", repo_root().parent.parent / "shared"):
+    checkout = Path(__file__).resolve().parents[1]  # the pool lives in shared/ beside a checkout, never in a wheel
+    for base in (checkout / "shared", checkout.parent / "shared", checkout.parent.parent / "shared"):
         path = base / "data" / "squad2" / "train-20articles.json.gz"
         if path.is_file():
             return path
@@ -70,9 +71,9 @@ def _collect(args) -> int:
     if not args.no_pool:
         collect_pool(args.pool, out, retriever_for, generator, sizes, args.seed, (index, of))
     if (index == of - 1 or args.no_pool) and not args.no_demo:
-        corpus = repo_root() / "corpora" / "acme"
+        corpus = bundled_corpus()
         splits = tuple(args.demo_splits.split(","))
-        collect_demo(corpus, repo_root() / "corpora" / "acme-qa.jsonl", out, retriever_for, generator, splits)
+        collect_demo(corpus, bundled_corpus().parent / "acme-qa.jsonl", out, retriever_for, generator, splits)
     print(json.dumps({"rows": str(out)}))
     return 0
 

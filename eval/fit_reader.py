@@ -179,9 +179,9 @@ def fit_main(args) -> int:
     embedder, generator = args.embedder or DEFAULT_EMBEDDER, args.generator or DEFAULT_GENERATOR
     pattern = rows_path(embedder, generator, args.seed, "0/1").name.replace("0of1", "*")
     paths = sorted(cache_dir("calibrate").glob(pattern))
-    from ingest.paths import repo_root
+    from ingest.paths import bundled_corpus
 
-    rows = load_rows(paths, repo_root() / "corpora" / "acme-qa.jsonl")
+    rows = load_rows(paths, bundled_corpus().parent / "acme-qa.jsonl")
     training = [r for r in rows if not r["group"].startswith("holdout:")]
     holdout = [r for r in rows if r["group"].startswith("holdout:")]
     choices = compare_levers(training, holdout)

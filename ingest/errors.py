@@ -32,10 +32,6 @@ class EmbedderMismatchError(RagError):
     """The index was built with a different embedder than the one asked for."""
 
 
-class ChunkNotFoundError(RagError):
-    """A passage id that does not exist, or that the asking user may not read (the two are not told apart)."""
-
-
 class ModelLoadError(RagError):
     """A model could not be found or loaded."""
 
@@ -46,10 +42,6 @@ class LoadError(RagError):
 
 class IndexWriteError(RagError):
     """The index could not be written (a full disk, a read-only folder); the previous generation stays live."""
-
-
-class GeneratorServerError(RagError):
-    """The LLM server given as ``--generator URL`` is unreachable, too slow, refused the key or failed (names it)."""
 
 
 class QAFormatError(RagError):

@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ingest.embedding import check_recorded_embedder
-from ingest.errors import ChunkNotFoundError
 from ingest.paths import default_index_dir
 from ingest.store import OpenIndex, current_generation, open_index
 
+from .errors import ChunkNotFoundError
 from .factories import ModelFactories
 from .permissions import readable
 from .retrieval import Retriever, check_mode

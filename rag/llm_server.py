@@ -20,8 +20,9 @@ import os
 from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from ingest.errors import GeneratorServerError, UsageError
+from ingest.errors import UsageError
 
+from .errors import GeneratorServerError
 from .generation import first_stop
 
 CHAT, COMPLETIONS = "chat/completions", "completions"

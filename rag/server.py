@@ -28,8 +28,9 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ingest.errors import ChunkNotFoundError, GeneratorServerError, RagError, UsageError
+from ingest.errors import RagError, UsageError
 
+from .errors import ChunkNotFoundError, GeneratorServerError
 from .server_guards import BODY_DEADLINE_S, RequestGuard, error_body
 
 log = logging.getLogger("rag.server")

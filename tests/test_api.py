@@ -10,10 +10,11 @@ import ingest.embedding
 import rag.generation
 import rag.retrieval
 from fakes import HashEmbedder, QuoteGenerator
-from ingest.errors import ChunkNotFoundError, IndexNotFoundError
+from ingest.errors import IndexNotFoundError
 from ingest.sync import index_folder
 from rag.api import Index
 from rag.cli import cli
+from rag.errors import ChunkNotFoundError
 
 POLICY = """
 default = "deny"

@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 from fake_llm_server import FakeLLMServer
 
-from ingest.errors import GeneratorServerError, UsageError
+from ingest.errors import UsageError
 from rag.answer import answer_question
+from rag.errors import GeneratorServerError
 from rag.generation import load_generator
 from rag.llm_server import OpenAIServerGenerator, parse_spec
 from rag.types import SearchResult
