@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from ingest.paths import cache_dir
 
 from .augment import Augmented
-from .lora import Example, _encode, closed_book_prompt, labelled_logits, selective_loss
+from .lora import Example, _encode, closed_book_prompt, labelled_logits, padded_batch, selective_loss
 
 CURVE_SAMPLE = 48  # training pairs and held-out paraphrases scored after each epoch
 
@@ -74,23 +74,12 @@ def _prepare(model, settings: FinetuneSettings):
 
 def _batches(encoded, batch_size: int, pad: int, rng: random.Random | None = None):
     """Batches of similar length (little padding), in random order when ``rng`` is given."""
-    import torch
-
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
     groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if rng:
         rng.shuffle(groups)
     for group in groups:
-        rows = [encoded[i] for i in group]
-        width = max(len(ids) for ids, _ in rows)
-        ids = torch.full((len(rows), width), pad)
-        labels = torch.full((len(rows), width), -100)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (row_ids, row_labels) in enumerate(rows):
-            ids[r, : len(row_ids)] = torch.tensor(row_ids)
-            labels[r, : len(row_labels)] = torch.tensor(row_labels)
-            mask[r, : len(row_ids)] = 1
-        yield group, ids, mask, labels
+        yield (group, *padded_batch([encoded[i] for i in group], pad))
 
 
 def answer_scores(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 16) -> tuple[float, float]:

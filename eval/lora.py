@@ -111,22 +111,27 @@ def labelled_logits(model, input_ids, attention_mask, labels):
 
 
 def _batches(encoded, batch_size, pad_id, rng=None):
-    import torch
 
     order = list(range(len(encoded)))
     if rng:
         rng.shuffle(order)
     for start in range(0, len(order), batch_size):
-        rows = [encoded[i] for i in order[start : start + batch_size]]
-        width = max(len(ids) for ids, _ in rows)
-        ids = torch.full((len(rows), width), pad_id)
-        labels = torch.full((len(rows), width), -100)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (row_ids, row_labels) in enumerate(rows):
-            ids[r, : len(row_ids)] = torch.tensor(row_ids)
-            labels[r, : len(row_labels)] = torch.tensor(row_labels)
-            mask[r, : len(row_ids)] = 1
-        yield ids, mask, labels
+        yield padded_batch([encoded[i] for i in order[start : start + batch_size]], pad_id)
+
+
+def padded_batch(rows: list[tuple[list[int], list[int]]], pad_id: int):
+    """(ids, attention mask, labels) tensors for (token ids, labels) rows, right-padded; padding is never a label."""
+    import torch
+
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (row_ids, row_labels) in enumerate(rows):
+        ids[r, : len(row_ids)] = torch.tensor(row_ids)
+        labels[r, : len(row_labels)] = torch.tensor(row_labels)
+        mask[r, : len(row_ids)] = 1
+    return ids, mask, labels
 
 
 def train_lora(model, tokenizer, examples: list[Example], settings: LoraSettings, progress: bool = False):

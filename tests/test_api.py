@@ -15,18 +15,7 @@ from ingest.sync import index_folder
 from rag.api import Index
 from rag.cli import cli
 from rag.errors import ChunkNotFoundError
-
-POLICY = """
-default = "deny"
-[groups]
-finance = ["alice"]
-[[rules]]
-path = "public/**"
-allow = ["*"]
-[[rules]]
-path = "finance/**"
-allow = ["group:finance"]
-"""
+from serving import POLICY
 
 
 @pytest.fixture
