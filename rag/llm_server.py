@@ -110,10 +110,16 @@ class OpenAIServerGenerator:
         """An over-estimate (no tokenizer here): BPE vocabularies average 3.5-4.5 bytes of English per token."""
         return math.ceil(len(text.encode("utf-8")) / 3)
 
-    def generate(self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",)) -> list[str]:
-        return ["".join(self.stream(p, max_new_tokens, stop)) for p in prompts]
+    def generate(
+        self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
+    ) -> list[str]:
+        return ["".join(self.stream(p, max_new_tokens, stop, prefix)) for p in prompts]
 
-    def stream(self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",)) -> Iterator[str]:
+    def stream(
+        self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
+    ) -> Iterator[str]:
+        # A shared prefix is sent whole each time: servers that cache prompts (llama.cpp, vLLM) reuse its KV cache.
+        prompt = prefix + prompt
         body = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0, "stream": True}
         if self.speaks_chat:
             body["messages"] = [{"role": "user", "content": prompt}]

@@ -92,7 +92,8 @@ class QuoteGenerator:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def stream(self, prompt: str, max_new_tokens: int = 48, stop=("\n",)):
+    def stream(self, prompt: str, max_new_tokens: int = 48, stop=("\n",), prefix: str = ""):
+        prompt = prefix + prompt
         self.prompts.append(prompt)
         block = prompt.rsplit("Passages:", 1)[-1]
         first = next((line for line in block.splitlines() if line.startswith("[1] ")), "")
@@ -105,8 +106,8 @@ class QuoteGenerator:
             yield word if i == 0 else " " + word
         yield " [1]"
 
-    def generate(self, prompts, max_new_tokens: int = 48, stop=("\n",)):
-        return ["".join(self.stream(p, max_new_tokens, stop)) for p in prompts]
+    def generate(self, prompts, max_new_tokens: int = 48, stop=("\n",), prefix: str = ""):
+        return ["".join(self.stream(p, max_new_tokens, stop, prefix)) for p in prompts]
 
 
 def make_format_1(index_dir: Path) -> None:
