@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from ingest.paths import bundled_corpus
+    from corpora import bundled_corpus
     from rag.keys import KeyStore
 
     questions = _questions()

@@ -18,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from ingest.paths import bundled_corpus, cache_dir
+from common.paths import cache_dir
+from corpora import bundled_corpus
 
 from .reader_data import collect_demo, collect_pool
 

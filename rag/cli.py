@@ -1,6 +1,6 @@
 """The ``rag`` command line: the composition root, and the only module that imports ingest, rag and eval.
 
-Domain errors (``ingest.errors.RagError``) become one line on stderr with exit 1 (2 for usage errors); a
+Domain errors (``common.errors.RagError``) become one line on stderr with exit 1 (2 for usage errors); a
 traceback only with ``--debug``. Heavy libraries are imported inside the commands so ``rag --help`` is instant.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from ingest.errors import RagError, UsageError
-from ingest.paths import default_index_dir
+from common.errors import RagError, UsageError
+from common.paths import default_index_dir
 
 from .factories import ModelFactories
 from .terminal import DISK_FULL, one_line_error, printable

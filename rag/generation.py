@@ -22,9 +22,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from ingest.embedding import best_device, preferred_dtype
-from ingest.errors import ModelLoadError, UsageError
-from ingest.paths import cache_dir
+from common.device import best_device, preferred_dtype
+from common.errors import ModelLoadError, UsageError
+from common.paths import cache_dir
 
 DEFAULT_GENERATOR = "gemma-3-270m"
 _DEFAULT_ALIASES = {DEFAULT_GENERATOR, "gemma3-270m", "default", "google/gemma-3-270m"}
@@ -219,7 +219,7 @@ GEN_DTYPE_ENV = "DOCRAG_GEN_DTYPE"  # "float32" or "bfloat16": overrides the cho
 
 
 def inference_dtype(device: str) -> str:
-    """The generator's precision for answering (``ingest.embedding.preferred_dtype`` under DOCRAG_GEN_DTYPE).
+    """The generator's precision for answering (``common.device.preferred_dtype`` under DOCRAG_GEN_DTYPE).
 
     Greedy decoding reads every weight once per token, so halving the bytes pays: measured with
     `rag bench --only gen` on 2 cores (AVX512-BF16), Gemma 3 270M decodes 2.4x faster in bf16 (21 vs 9 tokens/s)

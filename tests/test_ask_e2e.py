@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from ingest.paths import bundled_corpus
+from corpora import bundled_corpus
 from rag.cli import cli
 
 

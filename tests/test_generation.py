@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from ingest.errors import ModelLoadError
+from common.errors import ModelLoadError
 from rag.generation import DEFAULT_GENERATOR, Extraction, bundled_model_dir, first_stop, load_generator
 from rag.prompting import Passage, completion_prompt
 from rag.reader import ExtractiveReader

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 import ingest.embedding
 import ingest.sync
 import rag.retrieval
+from common.errors import ModelLoadError, UsageError
 from fakes import HashEmbedder
 from ingest.discovery import is_case_insensitive, read_inside, walk
-from ingest.errors import IndexCorruptError, IndexWriteError, LoadError, ModelLoadError, PolicyError, UsageError
+from ingest.errors import IndexCorruptError, IndexWriteError, LoadError, PolicyError
 from ingest.store import CATALOG_FILE, VECTORS_FILE, current_generation, open_index
 from ingest.sync import index_folder
 from rag.cli import cli

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from fake_llm_server import FakeLLMServer
 
-from ingest.errors import UsageError
+from common.errors import UsageError
 from rag.answer import answer_question
 from rag.errors import GeneratorServerError
 from rag.generation import load_generator
