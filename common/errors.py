@@ -1,5 +1,5 @@
-"""Domain exceptions that more than one layer raises. Only the CLI turns them into one-line errors; everything else
-just raises. A layer's own errors live in its ``errors.py`` and derive from ``RagError``.
+"""Domain exceptions that more than one layer raises. Only the CLI (``cli/main.py``) turns them into one-line errors;
+everything else just raises. A layer's own errors live in its ``errors.py`` and derive from ``RagError``.
 
 Every message names the bad value and says what to do about it.
 """

@@ -1,4 +1,4 @@
-"""The query layer's own errors; ``rag/cli.py`` and the server turn them into one line or an HTTP status."""
+"""The query layer's own errors; ``cli/main.py`` and the server turn them into one line or an HTTP status."""
 
 from common.errors import RagError
 

@@ -147,8 +147,8 @@ def test_model_listing_gives_the_model_and_its_context_window():
 def test_cli_ask_with_a_server_generator(tmp_path, monkeypatch):
     import ingest.embedding
     import rag.retrieval
+    from cli.main import cli
     from fakes import HashEmbedder
-    from rag.cli import cli
 
     embedder = HashEmbedder()
     monkeypatch.setattr(ingest.embedding, "load_embedder", lambda name=None, progress=None: embedder)
