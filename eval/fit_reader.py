@@ -173,8 +173,7 @@ def fit_main(args) -> int:
     from ingest.embedding import DEFAULT_EMBEDDER
     from rag.generation import DEFAULT_GENERATOR
 
-    from .calibrate import rows_path
-    from .reader_data import load_rows
+    from .reader_data import load_rows, rows_path
 
     embedder, generator = args.embedder or DEFAULT_EMBEDDER, args.generator or DEFAULT_GENERATOR
     pattern = rows_path(embedder, generator, args.seed, "0/1").name.replace("0of1", "*")
