@@ -35,7 +35,7 @@ DEFAULT_SQUAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 
 
 def _ingest_corpora(scratch: Path, squad: Path | None, quick: bool, n_docs: int | None = None) -> dict[str, Path]:
-    from ingest.paths import bundled_corpus
+    from corpora import bundled_corpus
 
     from .corpus_gen import generate
     from .qa import squad_to_corpus
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [10_000] if args.quick else [10_000, 100_000] + ([1_000_000] if args.million else [])
             result["search"] = run_search(sizes, n_queries=30 if args.quick else 100)
         if "gen" in args.only:
-            from ingest.paths import bundled_corpus
+            from corpora import bundled_corpus
 
             from .bench_gen import run as run_gen
 

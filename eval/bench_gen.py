@@ -206,6 +206,6 @@ def run(corpus: Path | None, qa_file: Path | None, quick: bool = False, cold: bo
 
 
 if __name__ == "__main__":
-    from ingest.paths import bundled_corpus
+    from corpora import bundled_corpus
 
     print(json.dumps(run(bundled_corpus(), bundled_corpus().parent / "acme-qa.jsonl", cold="--cold" in sys.argv)))

@@ -58,7 +58,7 @@ def _stats(times_ms: list[float]) -> dict:
 
 
 def _rag(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rag.cli", *args]
+    return [sys.executable, "-m", "cli.main", *args]
 
 
 def cli(index_dir: Path, questions: list[str], n_search: int, n_ask: int) -> dict:
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from ingest.paths import bundled_corpus
+    from corpora import bundled_corpus
     from rag.keys import KeyStore
 
     questions = _questions()

@@ -18,9 +18,10 @@ import json
 import sys
 from pathlib import Path
 
-from ingest.paths import bundled_corpus, cache_dir
+from common.paths import cache_dir
+from corpora import bundled_corpus
 
-from .reader_data import collect_demo, collect_pool
+from .reader_data import collect_demo, collect_pool, rows_path
 
 # Questions per training and per held-out article, and the demo splits read: what 2 cores shared with five other
 # jobs read in under an hour (4 shards, ~4 s a question in all); on a quiet machine, take more.
@@ -36,13 +37,6 @@ def default_pool() -> Path:
         if path.is_file():
             return path
     return Path("../shared/data/squad2/train-20articles.json.gz")
-
-
-def rows_path(embedder: str, generator: str, seed: int, shard: str) -> Path:
-    from rag.reader_config import settings_filename
-
-    name = settings_filename(embedder, generator).removesuffix(".json")
-    return cache_dir("calibrate") / f"{name}-seed{seed}-{shard.replace('/', 'of')}.jsonl"
 
 
 def _collect(args) -> int:

@@ -169,17 +169,16 @@ def threshold_curve(choice: Choice, holdout: list[dict]) -> list[dict]:
 
 
 def fit_main(args) -> int:
+    from common.paths import cache_dir
     from ingest.embedding import DEFAULT_EMBEDDER
-    from ingest.paths import cache_dir
     from rag.generation import DEFAULT_GENERATOR
 
-    from .calibrate import rows_path
-    from .reader_data import load_rows
+    from .reader_data import load_rows, rows_path
 
     embedder, generator = args.embedder or DEFAULT_EMBEDDER, args.generator or DEFAULT_GENERATOR
     pattern = rows_path(embedder, generator, args.seed, "0/1").name.replace("0of1", "*")
     paths = sorted(cache_dir("calibrate").glob(pattern))
-    from ingest.paths import bundled_corpus
+    from corpora import bundled_corpus
 
     rows = load_rows(paths, bundled_corpus().parent / "acme-qa.jsonl")
     training = [r for r in rows if not r["group"].startswith("holdout:")]

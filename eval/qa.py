@@ -7,9 +7,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.errors import QAFormatError
+from common.errors import RagError
 
 SPLITS = ("train", "dev", "test")
+
+
+class QAFormatError(RagError):
+    """A QA file is malformed (names the file and line)."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.paths import cache_dir
+
 from .metrics import contains_alias
 from .qa import QAItem, article_filename, load_squad, write_squad_corpus
 
@@ -30,6 +32,14 @@ ARTICLES_PER_CORPUS = 2
 class Split:
     train: list[str]  # article titles
     holdout: list[str]
+
+
+def rows_path(embedder: str, generator: str, seed: int, shard: str) -> Path:
+    """Where ``python -m eval.calibrate collect`` writes one shard's rows, and ``fit`` finds them."""
+    from rag.reader_config import settings_filename
+
+    name = settings_filename(embedder, generator).removesuffix(".json")
+    return cache_dir("calibrate") / f"{name}-seed{seed}-{shard.replace('/', 'of')}.jsonl"
 
 
 def load_pool(path: Path) -> dict:

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.errors import UsageError
+from common.paths import cache_dir
 from ingest.catalog import FORMAT_VERSION
-from ingest.errors import UsageError
-from ingest.paths import cache_dir
 
 from . import long_context, probes
 from .ask_eval import asking_user
@@ -65,7 +65,8 @@ class EvalOptions:
 def run_eval(options: EvalOptions) -> dict:
     import torch
 
-    from ingest.embedding import best_device, load_embedder
+    from common.device import best_device
+    from ingest.embedding import load_embedder
     from ingest.policy import find_policy
     from ingest.sync import index_folder
     from rag.generation import HFGenerator, inference_dtype, load_causal_lm, load_generator

@@ -13,7 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import ModelLoadError
+from common.device import best_device, preferred_dtype
+from common.errors import ModelLoadError
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2", "minilm", "default"}
@@ -31,35 +32,9 @@ class Embedder(Protocol):
         ...
 
 
-def best_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 CPU_BATCH = 8
 GPU_BATCH = 64
 DTYPE_ENV = "DOCRAG_EMBED_DTYPE"  # "float32" forces full precision; "bfloat16" forces bf16
-
-
-def preferred_dtype(device: str, env_var: str) -> str:
-    """bfloat16 where the hardware multiplies it natively (AVX512-BF16/AMX CPUs, bf16-capable GPUs), else float32;
-    ``env_var`` set to "float32" or "bfloat16" overrides. Shared by the embedder and the generator."""
-    import torch
-
-    forced = os.environ.get(env_var, "").strip().lower()
-    if forced in ("float32", "fp32", "bfloat16", "bf16"):
-        return "bfloat16" if forced.startswith("b") else "float32"
-    if device == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    if device == "cpu":
-        supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        return "bfloat16" if supported is not None and supported() else "float32"
-    return "float32"
 
 
 def embedding_dtype(device: str) -> str:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PolicyError
-from .paths import POLICY_FILENAME
 
+POLICY_FILENAME = ".rag-acl.toml"  # found at the indexed folder's root; never indexed itself
 EVERYONE = "*"
 _TOP_KEYS = {"default", "groups", "rules"}
 _RULE_KEYS = {"path", "allow"}

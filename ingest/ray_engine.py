@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UsageError
+
 from .embedding import Embedder
-from .errors import UsageError
 from .types import Chunk
 
 ROWS_PER_BATCH = 256  # chunks per map_batches call (the embedder batches further inside)

@@ -27,8 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import UsageError
+
 from .catalog import FORMAT_VERSION, Catalog
-from .errors import IndexBusyError, IndexCorruptError, IndexNotFoundError, UsageError
+from .errors import IndexBusyError, IndexCorruptError, IndexNotFoundError
 from .vectors import VectorIndex
 
 CATALOG_FILE = "catalog.sqlite"

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import EmbedderMismatchError, UsageError
+
 from .catalog import FORMAT_VERSION, document_title
 from .chunking import Chunker
 from .discovery import DEFAULT_MAX_FILE_BYTES, Found, is_case_insensitive, read_inside, too_large, walk
 from .embedding import Embedder
-from .errors import EmbedderMismatchError, LoadError, PolicyError, UsageError
+from .errors import LoadError, PolicyError
 from .loaders import load_bytes
-from .paths import POLICY_FILENAME
-from .policy import Policy, find_policy
+from .policy import POLICY_FILENAME, Policy, find_policy
 from .store import GenerationWriter, current_generation, open_index, recorded_meta, writer_lock
 from .types import Chunk, Skipped
 from .vectors import check_kind

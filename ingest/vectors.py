@@ -24,7 +24,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .errors import IndexCorruptError, IndexWriteError, UsageError
+from common.errors import UsageError
+
+from .errors import IndexCorruptError, IndexWriteError
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 

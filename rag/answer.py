@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 from .lexicon import is_abstention
 from .prompting import UNKNOWN, Passage, chat_content, chat_messages, completion_prompt, fit_passages
-from .reader import IDK, ReadResult, make_reader
+from .reader import IDK, ExtractiveReader, Reader, ReadResult
+from .reader_config import load_settings
 from .support import supports
 from .types import Answer, Citation, SearchResult
 
@@ -112,6 +113,16 @@ class GenerativeReader:
         return ReadResult(answer, False, [n - 1 for n in chosen], signals)
 
 
+def make_reader(generator, embed=None, embedder_name: str | None = None) -> Reader:
+    """The extractive reader when the generator can constrain its decoding and an embedder is at hand (the default
+    pipeline), with the settings calibrated for this (embedder, generator) pair; otherwise free few-shot (or chat)
+    generation with citation marks, checked against the passages (``GenerativeReader``)."""
+    if hasattr(generator, "extract") and embed is not None:
+        embedder_name = embedder_name or getattr(getattr(embed, "__self__", None), "name", "unknown-embedder")
+        return ExtractiveReader(generator, embed, load_settings(embedder_name, getattr(generator, "name", "")))
+    return GenerativeReader(generator)
+
+
 def read(generator, question: str, results: list[SearchResult], max_new_tokens: int, on_token=None) -> str:
     passages = [Passage(i, r.source, r.text) for i, r in enumerate(results, start=1)]
     if getattr(generator, "speaks_chat", False):  # an LLM server's chat endpoint applies the model's own template
@@ -164,6 +175,7 @@ __all__ = [
     "answer_question",
     "answer_with_details",
     "GenerativeReader",
+    "make_reader",
     "parse_output",
     "read",
     "IDK",

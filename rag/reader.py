@@ -27,7 +27,7 @@ from .answer_types import answers_type, expected_type, has_type
 from .gates import Reading, run_gates
 from .key_terms import conflicts, uncovered_terms, uncovered_words
 from .lexicon import is_abstention
-from .reader_config import ReaderConfig, ReaderSettings, load_settings
+from .reader_config import ReaderConfig, ReaderSettings
 from .text import STOPWORDS, contains_answer, normalise
 from .types import SearchResult
 
@@ -333,18 +333,6 @@ def off_subject(question: str, unit: Unit, result: SearchResult) -> str:
     if clash:
         return f"the passages that could answer are about {clash[0]}"
     return ""
-
-
-def make_reader(generator, embed=None, embedder_name: str | None = None) -> Reader:
-    """The extractive reader when the generator can constrain its decoding and an embedder is at hand (the default
-    pipeline), with the settings calibrated for this (embedder, generator) pair; otherwise free few-shot (or chat)
-    generation with citation marks, checked against the passages."""
-    if hasattr(generator, "extract") and embed is not None:
-        embedder_name = embedder_name or getattr(getattr(embed, "__self__", None), "name", "unknown-embedder")
-        return ExtractiveReader(generator, embed, load_settings(embedder_name, getattr(generator, "name", "")))
-    from .answer import GenerativeReader
-
-    return GenerativeReader(generator)
 
 
 IDK = "I don't know."

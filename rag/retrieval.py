@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import EmbedderMismatchError, UsageError
 from ingest.embedding import Embedder, check_recorded_embedder, load_embedder
-from ingest.errors import EmbedderMismatchError, UsageError
 from ingest.store import OpenIndex, current_generation, open_index
 
 from .permissions import PermittedIds, fail_closed, filtered_search, query_principals, readable

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from corpora import bundled_corpus
 from ingest.loaders import discover, load_file
-from ingest.paths import bundled_corpus
 from ingest.policy import Policy
 from rag.permissions import query_principals, readable
 from rag.text import contains_answer, normalise

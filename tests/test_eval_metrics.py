@@ -3,8 +3,7 @@ import json
 import pytest
 
 from eval.metrics import Scored, bootstrap_ci, contains_alias, exact_match, is_abstention, rates, score, token_f1
-from eval.qa import load_qa, squad_to_corpus
-from ingest.errors import QAFormatError
+from eval.qa import QAFormatError, load_qa, squad_to_corpus
 from rag.text import normalise
 
 

@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from ingest.errors import ModelLoadError
-from rag.generation import DEFAULT_GENERATOR, Extraction, bundled_model_dir, first_stop, load_generator
+from common.errors import ModelLoadError
+from rag.generation import DEFAULT_GENERATOR, Extraction, first_stop, load_generator
+from rag.model_files import bundled_model_dir
 from rag.prompting import Passage, completion_prompt
 from rag.reader import ExtractiveReader
 from rag.types import SearchResult
@@ -78,10 +79,10 @@ def _varied_texts(vocab: list[str], count: int = 300) -> list[str]:
 def test_the_bundled_tokenizer_shortcut_builds_what_autotokenizer_builds():
     from transformers import AutoTokenizer
 
-    from rag.generation import _bundled_tokenizer, bundled_model_dir
+    from rag.gemma_tokenizer import bundled_tokenizer
 
     folder = bundled_model_dir()
-    fast = _bundled_tokenizer(folder)
+    fast = bundled_tokenizer(folder)
     reference = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     assert type(fast) is type(reference)
     assert fast.backend_tokenizer.to_str() == reference.backend_tokenizer.to_str()
@@ -104,7 +105,8 @@ def test_the_bf16_copy_of_the_bundled_gemma_holds_its_weights_rounded_to_bf16():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rag.generation import BF16_COPY, bundled_model_dir, load_causal_lm
+    from rag.generation import load_causal_lm
+    from rag.model_files import BF16_COPY
 
     folder = bundled_model_dir()
     model, _ = load_causal_lm(dtype="bfloat16")  # writes the copy on first need
@@ -116,7 +118,7 @@ def test_the_bf16_copy_of_the_bundled_gemma_holds_its_weights_rounded_to_bf16():
 
 
 def test_added_tokens_are_read_from_the_head_of_tokenizer_json_or_not_at_all(tmp_path):
-    from rag.generation import _head_added_tokens
+    from rag.gemma_tokenizer import head_added_tokens
 
     file = tmp_path / "tokenizer.json"
     tokens = [
@@ -124,20 +126,20 @@ def test_added_tokens_are_read_from_the_head_of_tokenizer_json_or_not_at_all(tmp
         {"id": 1, "content": '"added_tokens": [', "special": False},
     ]
     file.write_text(json.dumps({"version": "1.0", "added_tokens": tokens, "model": {"vocab": {"a": 2}}}))
-    assert _head_added_tokens(file) == tokens
-    assert _head_added_tokens(file, head_bytes=60) is None  # cut off: the caller falls back to AutoTokenizer
+    assert head_added_tokens(file) == tokens
+    assert head_added_tokens(file, head_bytes=60) is None  # cut off: the caller falls back to AutoTokenizer
     file.write_text(json.dumps({"version": "1.0", "model": {}}))
-    assert _head_added_tokens(file) is None
+    assert head_added_tokens(file) is None
 
 
 def test_a_bf16_copy_that_cannot_be_written_leaves_the_load_alone(tmp_path, capsys):
-    from rag.generation import BF16_COPY, _write_bf16_copy
+    from rag.model_files import BF16_COPY, write_bf16_copy
 
     class Unsaveable:
         def save_pretrained(self, folder, **_):
             raise OSError(28, "No space left on device")
 
-    _write_bf16_copy(Unsaveable(), tmp_path)
+    write_bf16_copy(Unsaveable(), tmp_path)
     assert not (tmp_path / BF16_COPY).exists() and list(tmp_path.iterdir()) == []
     assert "No space left" in capsys.readouterr().err
 
@@ -155,12 +157,12 @@ def _tiny_bpe_file(folder, merges):
 def test_merges_rewritten_as_strings_load_the_same_tokenizer(tmp_path):
     from tokenizers import Tokenizer
 
-    from rag.generation import MERGES_MARK, _merges_as_strings
+    from rag.gemma_tokenizer import MERGES_MARK, merges_as_strings
 
     before = _tiny_bpe_file(tmp_path, [("a", "b"), ("ab", "c")])
     merges = lambda: json.loads((tmp_path / "tokenizer.json").read_text())["model"]["merges"]  # noqa: E731
     assert merges() == [["a", "b"], ["ab", "c"]]
-    _merges_as_strings(tmp_path)
+    merges_as_strings(tmp_path)
     assert merges() == ["a b", "ab c"] and (tmp_path / MERGES_MARK).exists()
     after = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     assert after.to_str() == before.to_str()
@@ -168,9 +170,9 @@ def test_merges_rewritten_as_strings_load_the_same_tokenizer(tmp_path):
 
 
 def test_merges_with_a_space_stay_pairs(tmp_path):
-    from rag.generation import _merges_as_strings
+    from rag.gemma_tokenizer import merges_as_strings
 
     _tiny_bpe_file(tmp_path, [("a", "b"), ("a", " b")])
     original = (tmp_path / "tokenizer.json").read_text()
-    _merges_as_strings(tmp_path)
+    merges_as_strings(tmp_path)
     assert (tmp_path / "tokenizer.json").read_text() == original  # "a  b" could not be read back unambiguously

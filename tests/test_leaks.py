@@ -10,7 +10,7 @@ import shutil
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest.paths import bundled_corpus
+from corpora import bundled_corpus
 from ingest.policy import Policy
 from ingest.store import open_index
 from ingest.sync import index_folder

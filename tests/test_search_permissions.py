@@ -147,7 +147,7 @@ def test_acl_option_overrides_and_is_not_indexed(corpus, tmp_path):
 def test_demo_corpus_every_policy_user_sees_exactly_their_documents(tmp_path):
     """The bundled corpus: each user named in its policy (and anonymous) retrieves exactly the documents the policy
     grants them, and nobody retrieves the uncovered archive or the policy file."""
-    from ingest.paths import bundled_corpus
+    from corpora import bundled_corpus
     from ingest.policy import find_policy
     from rag.permissions import query_principals, readable
 

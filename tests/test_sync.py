@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import EmbedderMismatchError
 from fakes import HashEmbedder
-from ingest.errors import EmbedderMismatchError, IndexBusyError, IndexCorruptError
+from ingest.errors import IndexBusyError, IndexCorruptError
 from ingest.store import open_index, writer_lock
 from ingest.sync import index_folder
 from rag.retrieval import Retriever

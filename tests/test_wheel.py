@@ -42,8 +42,8 @@ def test_the_wheel_ships_its_data_and_runs_the_demo_outside_the_checkout(install
     where = run_checked(
         python,
         "-c",
-        "import eval, ingest.paths, rag; from pathlib import Path; print(rag.__file__); "
-        "print(ingest.paths.bundled_corpus()); print(Path(eval.__file__).with_name('control.jsonl'))",
+        "import corpora, eval, rag; from pathlib import Path; print(rag.__file__); "
+        "print(corpora.bundled_corpus()); print(Path(eval.__file__).with_name('control.jsonl'))",
         cwd=elsewhere,
     ).stdout.split()
     package, corpus, control = map(Path, where)

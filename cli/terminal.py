@@ -7,7 +7,7 @@ import errno
 import re
 import sqlite3
 
-from ingest.errors import RagError
+from common.errors import RagError
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 PROJECT_NAME = "docrag"
-POLICY_FILENAME = ".rag-acl.toml"
 
 
 def default_index_dir() -> Path:
@@ -22,10 +21,3 @@ def cache_dir(*parts: str) -> Path:
         path = path / part
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def bundled_corpus(name: str = "acme") -> Path:
-    """Path of a bundled demo corpus: package data of ``corpora``, in a checkout and in an installed wheel alike."""
-    from importlib.resources import files
-
-    return Path(str(files("corpora"))) / name
