@@ -58,7 +58,7 @@ def _stats(times_ms: list[float]) -> dict:
 
 
 def _rag(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *args]
+    return [sys.executable, "-m", "rag.cli", *args]
 
 
 def cli(index_dir: Path, questions: list[str], n_search: int, n_ask: int) -> dict:

@@ -18,8 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from common.paths import cache_dir
 from corpora import bundled_corpus
+from ingest.common import cache_dir
 
 from .reader_data import collect_demo, collect_pool, rows_path
 

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from common.paths import cache_dir
+from ingest.common import cache_dir
 
 from .augment import Augmented
 from .lora import Example, _encode, closed_book_prompt, labelled_logits, padded_batch, selective_loss
@@ -41,7 +41,7 @@ class FinetuneSettings:
 
 
 def _autocast(device) -> bool:
-    from common.device import preferred_dtype
+    from ingest.common import preferred_dtype
 
     return preferred_dtype(device.type, "DOCRAG_TRAIN_DTYPE") == "bfloat16"
 

@@ -169,7 +169,7 @@ def threshold_curve(choice: Choice, holdout: list[dict]) -> list[dict]:
 
 
 def fit_main(args) -> int:
-    from common.paths import cache_dir
+    from ingest.common import cache_dir
     from ingest.embedding import DEFAULT_EMBEDDER
     from rag.generation import DEFAULT_GENERATOR
 

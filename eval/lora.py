@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from common.paths import cache_dir
+from ingest.common import cache_dir
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -139,7 +139,7 @@ def train_lora(model, tokenizer, examples: list[Example], settings: LoraSettings
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from common.device import preferred_dtype
+    from ingest.common import preferred_dtype
 
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)

@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common.paths import cache_dir
+from ingest.common import cache_dir
 
 from .ask_eval import asking_user
 from .metrics import contains_alias

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import RagError
+from ingest.common import RagError
 
 SPLITS = ("train", "dev", "test")
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.paths import cache_dir
+from ingest.common import cache_dir
 
 from .metrics import contains_alias
 from .qa import QAItem, article_filename, load_squad, write_squad_corpus

@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.errors import UsageError
-from common.paths import cache_dir
 from ingest.catalog import FORMAT_VERSION
+from ingest.common import UsageError, cache_dir
 
 from . import long_context, probes
 from .ask_eval import asking_user
@@ -65,7 +64,7 @@ class EvalOptions:
 def run_eval(options: EvalOptions) -> dict:
     import torch
 
-    from common.device import best_device
+    from ingest.common import best_device
     from ingest.embedding import load_embedder
     from ingest.policy import find_policy
     from ingest.sync import index_folder

@@ -13,8 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from common.device import best_device, preferred_dtype
-from common.errors import ModelLoadError
+from .common import ModelLoadError, best_device, preferred_dtype
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2", "minilm", "default"}

@@ -1,10 +1,10 @@
 """The ingest layer's own errors: the policy file, the files read, and the index on disk. The errors every layer
-shares (``RagError``, ``UsageError``, ...) are in ``common/errors.py``.
+shares (``RagError``, ``UsageError``, ...) are in ``ingest/common.py``.
 
 Every message names the bad value and says what to do about it.
 """
 
-from common.errors import RagError
+from .common import RagError
 
 
 class PolicyError(RagError):

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import UsageError
-
+from .common import UsageError
 from .embedding import Embedder
 from .types import Chunk
 

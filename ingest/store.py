@@ -27,9 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import UsageError
-
 from .catalog import FORMAT_VERSION, Catalog
+from .common import UsageError
 from .errors import IndexBusyError, IndexCorruptError, IndexNotFoundError
 from .vectors import VectorIndex
 

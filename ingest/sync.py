@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import EmbedderMismatchError, UsageError
-
 from .catalog import FORMAT_VERSION, document_title
 from .chunking import Chunker
+from .common import EmbedderMismatchError, UsageError
 from .discovery import DEFAULT_MAX_FILE_BYTES, Found, is_case_insensitive, read_inside, too_large, walk
 from .embedding import Embedder
 from .errors import LoadError, PolicyError

@@ -24,8 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from common.errors import UsageError
-
+from .common import UsageError
 from .errors import IndexCorruptError, IndexWriteError
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")

@@ -76,7 +76,7 @@ class AnswerabilityModel:
     def from_dict(cls, data: dict) -> AnswerabilityModel:
         gates = tuple(data["gates"])
         if list(data["features"]) != feature_names(gates):
-            from common.errors import ModelLoadError
+            from ingest.common import ModelLoadError
 
             raise ModelLoadError(
                 "the reader's answerability model was trained on other features than this version computes; "

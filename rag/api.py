@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from common.paths import default_index_dir
+from ingest.common import default_index_dir
 from ingest.embedding import check_recorded_embedder
 from ingest.store import OpenIndex, current_generation, open_index
 

@@ -1,6 +1,6 @@
-"""The query layer's own errors; ``cli/main.py`` and the server turn them into one line or an HTTP status."""
+"""The query layer's own errors; ``rag/cli.py`` and the server turn them into one line or an HTTP status."""
 
-from common.errors import RagError
+from ingest.common import RagError
 
 
 class ChunkNotFoundError(RagError):

@@ -1,6 +1,6 @@
 """How the command line gets its models: factories that the commands call, and that tests replace with fakes.
 
-``cli/main.py`` reads them from the click context object, so a test injects fakes with
+``rag/cli.py`` reads them from the click context object, so a test injects fakes with
 ``CliRunner().invoke(cli, args, obj={"models": ModelFactories(embedder=..., generator=...)})`` instead of patching
 module attributes. The defaults import torch and transformers only when a model is actually loaded, so that
 ``rag --help`` stays instant.

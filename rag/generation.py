@@ -18,8 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from common.device import best_device, preferred_dtype
-from common.errors import ModelLoadError, UsageError
+from ingest.common import ModelLoadError, UsageError, best_device, preferred_dtype
 
 from .gemma_tokenizer import MERGES_MARK, bundled_tokenizer, merges_as_strings
 from .model_files import BF16_COPY, BUNDLED_MODEL, bundled_model_dir, write_bf16_copy
@@ -66,7 +65,7 @@ GEN_DTYPE_ENV = "DOCRAG_GEN_DTYPE"  # "float32" or "bfloat16": overrides the cho
 
 
 def inference_dtype(device: str) -> str:
-    """The generator's precision for answering (``common.device.preferred_dtype`` under DOCRAG_GEN_DTYPE).
+    """The generator's precision for answering (``ingest.common.preferred_dtype`` under DOCRAG_GEN_DTYPE).
 
     Greedy decoding reads every weight once per token, so halving the bytes pays: measured with
     `rag bench --only gen` on 2 cores (AVX512-BF16), Gemma 3 270M decodes 2.4x faster in bf16 (21 vs 9 tokens/s)

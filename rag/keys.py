@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common.errors import UsageError
+from ingest.common import UsageError
 
 KEYS_FILE = "keys.json"
 TOKEN_PREFIX = "rag_"

@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from common.errors import UsageError
+from ingest.common import UsageError
 
 from .errors import GeneratorServerError
 from .generation import first_stop

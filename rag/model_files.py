@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common.paths import cache_dir
+from ingest.common import cache_dir
 
 from .gemma_tokenizer import merges_as_strings
 

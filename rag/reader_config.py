@@ -132,7 +132,7 @@ def settings_filename(embedder: str, generator: str) -> str:
 
 
 def search_dirs() -> list[Path]:
-    from common.paths import cache_dir
+    from ingest.common import cache_dir
 
     dirs = [Path(os.environ["RAG_READER_DIR"])] if os.environ.get("RAG_READER_DIR") else []
     return dirs + [cache_dir("reader"), SHIPPED_DIR]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import EmbedderMismatchError, UsageError
+from ingest.common import EmbedderMismatchError, UsageError
 from ingest.embedding import Embedder, check_recorded_embedder, load_embedder
 from ingest.store import OpenIndex, current_generation, open_index
 

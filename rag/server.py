@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from common.errors import RagError, UsageError
+from ingest.common import RagError, UsageError
 
 from .errors import ChunkNotFoundError, GeneratorServerError
 from .server_guards import BODY_DEADLINE_S, RequestGuard, error_body

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 import ingest.embedding
 import rag.generation
 import rag.retrieval
-from cli.main import cli
 from fakes import HashEmbedder, QuoteGenerator
 from ingest.errors import IndexNotFoundError
 from ingest.sync import index_folder
 from rag.api import Index
+from rag.cli import cli
 from rag.errors import ChunkNotFoundError
 from serving import POLICY
 

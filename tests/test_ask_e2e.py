@@ -6,8 +6,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
 from corpora import bundled_corpus
+from rag.cli import cli
 
 
 def ask(index_dir, question, *extra):

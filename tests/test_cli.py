@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
 from fakes import HashEmbedder, RecordingExtractor, embedder_factory, make_format_1
+from rag.cli import cli
 from rag.factories import ModelFactories
 
 
@@ -173,7 +173,7 @@ def test_ask_help_states_the_real_default_k(run):
 
 
 def test_top_level_help_counts_the_demo_users(run):
-    from cli.demo import load_script
+    from rag.demo import load_script
 
     count = len(load_script().users)
     word = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}[count]
@@ -215,7 +215,7 @@ def test_demo_refuses_an_index_it_did_not_create(run, folder, tmp_path):
 
 
 def test_demo_rebuilds_its_own_index_and_asks_as_every_user(run, tmp_path):
-    from cli.demo import DEMO_MARKER, load_script
+    from rag.demo import DEMO_MARKER, load_script
 
     index_dir = tmp_path / "demo-index"
     for _ in range(2):  # the second run rebuilds the index the first one created
@@ -226,7 +226,6 @@ def test_demo_rebuilds_its_own_index_and_asks_as_every_user(run, tmp_path):
     answers = json.loads(result.stdout)["answers"]
     assert len(answers) == len(script.users) * len(script.questions)
     assert {a["user"] for a in answers} == set(script.users)
-
 
 
 def test_vector_index_kind_is_kept_shown_and_changed_only_with_rebuild(run, folder, tmp_path):

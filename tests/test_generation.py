@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from common.errors import ModelLoadError
+from ingest.common import ModelLoadError
 from rag.generation import DEFAULT_GENERATOR, Extraction, first_stop, load_generator
 from rag.model_files import bundled_model_dir
 from rag.prompting import Passage, completion_prompt

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.errors import UsageError
 from fakes import HashEmbedder, make_format_1
 from ingest.catalog import Catalog, match_expression
+from ingest.common import UsageError
 from ingest.errors import IndexCorruptError
 from ingest.store import open_index
 from ingest.sync import index_folder

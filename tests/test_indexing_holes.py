@@ -12,13 +12,13 @@ from click.testing import CliRunner
 import ingest.embedding
 import ingest.sync
 import rag.retrieval
-from cli.main import cli
-from common.errors import ModelLoadError, UsageError
 from fakes import HashEmbedder
+from ingest.common import ModelLoadError, UsageError
 from ingest.discovery import is_case_insensitive, read_inside, walk
 from ingest.errors import IndexCorruptError, IndexWriteError, LoadError, PolicyError
 from ingest.store import CATALOG_FILE, VECTORS_FILE, current_generation, open_index
 from ingest.sync import index_folder
+from rag.cli import cli
 from rag.retrieval import Retriever
 
 POLICY = """
@@ -553,7 +553,7 @@ def test_low_query_with_invalid_utf8_is_one_line(docs, tmp_path, fake_models):
 def test_low_full_disk_and_damage_messages_name_the_cause():
     import errno
 
-    from cli.terminal import one_line_error
+    from rag.terminal import one_line_error
 
     assert one_line_error(sqlite3.OperationalError("database or disk is full")).startswith("disk full (database or")
     assert "rebuild it" in one_line_error(sqlite3.DatabaseError("database disk image is malformed"))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from common.errors import UsageError
+from ingest.common import UsageError
 from ingest.vectors import VectorIndex, check_kind
 
 D = 16

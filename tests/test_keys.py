@@ -7,8 +7,8 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
 from ingest.sync import index_folder
+from rag.cli import cli
 from rag.keys import KeyStore
 from serving import patch_models, small_corpus
 

@@ -141,7 +141,7 @@ def test_chat_endpoint_reads_and_any_answer_given_is_supported(server_url, retri
 def test_cli_ask_json_through_the_server(server_url, retriever, monkeypatch):
     import ingest.embedding
     import rag.retrieval
-    from cli.main import cli
+    from rag.cli import cli
 
     for module in (ingest.embedding, rag.retrieval):
         monkeypatch.setattr(module, "load_embedder", lambda name=None, progress=None: retriever.embedder)

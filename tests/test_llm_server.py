@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from fake_llm_server import FakeLLMServer
 
-from common.errors import UsageError
+from ingest.common import UsageError
 from rag.answer import answer_question
 from rag.errors import GeneratorServerError
 from rag.generation import load_generator
@@ -147,8 +147,8 @@ def test_model_listing_gives_the_model_and_its_context_window():
 def test_cli_ask_with_a_server_generator(tmp_path, monkeypatch):
     import ingest.embedding
     import rag.retrieval
-    from cli.main import cli
     from fakes import HashEmbedder
+    from rag.cli import cli
 
     embedder = HashEmbedder()
     monkeypatch.setattr(ingest.embedding, "load_embedder", lambda name=None, progress=None: embedder)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import RagError
+from ingest.common import RagError
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, discover, load_file
 from ingest.types import Skipped
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
 from fakes import HashEmbedder, embedder_factory, run_checked
 from ingest.plugins import plugin_loaders
+from rag.cli import cli
 from rag.factories import ModelFactories
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"

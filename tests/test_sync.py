@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import EmbedderMismatchError
 from fakes import HashEmbedder
+from ingest.common import EmbedderMismatchError
 from ingest.errors import IndexBusyError, IndexCorruptError
 from ingest.store import open_index, writer_lock
 from ingest.sync import index_folder

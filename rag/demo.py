@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import RagError, UsageError
 from corpora import bundled_corpus
+from ingest.common import RagError, UsageError
 from ingest.store import claim_index_dir as claim_for_docrag
 
 # Written into an --index-dir that the demo creates: the demo rebuilds only an index that carries it.

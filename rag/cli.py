@@ -1,7 +1,7 @@
 """The ``rag`` command line: the composition root above ingest, rag and eval, and the only module that imports all
 three (eval lazily, inside its commands).
 
-Domain errors (``common.errors.RagError``) become one line on stderr with exit 1 (2 for usage errors); a
+Domain errors (``ingest.common.RagError``) become one line on stderr with exit 1 (2 for usage errors); a
 traceback only with ``--debug``. Heavy libraries are imported inside the commands so ``rag --help`` is instant.
 """
 
@@ -15,10 +15,9 @@ from pathlib import Path
 
 import click
 
-from common.errors import RagError, UsageError
-from common.paths import default_index_dir
-from rag.factories import ModelFactories
+from ingest.common import RagError, UsageError, default_index_dir
 
+from .factories import ModelFactories
 from .terminal import DISK_FULL, one_line_error, printable
 
 INDEX_DIR_HELP = "Index directory. Default: $RAG_INDEX_DIR, else ./.rag"
@@ -84,11 +83,11 @@ def _generator_options(func):
 def _reader(generator: str | None, api_key_env: str | None):
     """What ``Index.open(generator=...)`` gets: an LLM server is connected to now (a wrong URL or key fails before
     any work, in one line naming it); a model name or path loads in the Index, when it is first needed."""
-    from rag.llm_server import is_server_url
+    from .llm_server import is_server_url
 
     if not is_server_url(generator) and api_key_env is None:
         return generator
-    from rag.generation import load_generator
+    from .generation import load_generator
 
     return load_generator(generator, api_key_env)
 
@@ -116,7 +115,7 @@ class _LazyHelpOption(click.Option):
 
 
 def _k_help() -> str:
-    from rag.answer import DEFAULT_K
+    from .answer import DEFAULT_K
 
     return f"Passages to retrieve. Default: {DEFAULT_K}."
 
@@ -293,7 +292,7 @@ def index(
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def search(query, index_dir, user, k, embedder, retrieval, as_json):
     """Find the chunks most relevant to QUERY that the user may read."""
-    from rag.api import Index
+    from .api import Index
 
     with Index.open(_resolve_index_dir(index_dir), embedder=embedder, retrieval=retrieval, models=_models()) as live:
         results = live.search(query, k=k, user=user)["results"]
@@ -322,7 +321,7 @@ def search(query, index_dir, user, k, embedder, retrieval, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
 def status(index_dir, user, show_policy, as_json):
     """Show what an index holds: documents, chunks, embedder, and whether a permission policy is in force."""
-    from rag.api import Index
+    from .api import Index
 
     index_dir = _resolve_index_dir(index_dir)
     with Index.open(index_dir, models=_models()) as live:
@@ -388,7 +387,7 @@ def _print_answer(answer: dict, streamed: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and timings as JSON.")
 def ask(question, index_dir, user, k, generator, api_key_env, embedder, retrieval, max_new_tokens, as_json):
     """Answer QUESTION from the indexed documents the user may read, with citations, or say "I don't know"."""
-    from rag.api import Index
+    from .api import Index
 
     index = Index.open(
         _resolve_index_dir(index_dir),
@@ -533,10 +532,10 @@ def demo(index_dir, generator, as_json):
     from functools import partial
 
     from ingest.sync import index_folder
-    from rag.answer import answer_question
-    from rag.retrieval import Retriever
 
+    from .answer import answer_question
     from .demo import claim_index_dir, load_script, run_demo
+    from .retrieval import Retriever
 
     script = load_script()
     echo = (lambda line: None) if as_json else click.echo
@@ -581,9 +580,9 @@ def serve(index_dir, host, port, allow_anonymous, cors_origins, generator, api_k
     published by `rag index` is picked up without a restart; so are `rag keys add/revoke`."""
     import uvicorn
 
-    from rag.api import Index
-    from rag.keys import KeyStore
-    from rag.server import create_app
+    from .api import Index
+    from .keys import KeyStore
+    from .server import create_app
 
     index_dir = _resolve_index_dir(index_dir)
     index = Index.open(index_dir, embedder=embedder, generator=_reader(generator, api_key_env), retrieval=retrieval)
@@ -612,8 +611,8 @@ def keys():
 @click.option("--json", "as_json", is_flag=True, help="Print the key (with its token) as JSON.")
 def keys_add(user, index_dir, expires_days, as_json):
     """Create a key for USER and print its token (once: only its hash is kept). The token alone goes to stdout."""
-    from rag.api import Index
-    from rag.keys import KeyStore
+    from .api import Index
+    from .keys import KeyStore
 
     index_dir = _resolve_index_dir(index_dir)
     with Index.open(index_dir) as live:  # a key for an index that does not exist is a typo in --index-dir
@@ -631,7 +630,7 @@ def keys_add(user, index_dir, expires_days, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
 def keys_list(index_dir, as_json):
     """List the keys (id, user, created, expires, state); tokens are never stored, so never shown."""
-    from rag.keys import KeyStore
+    from .keys import KeyStore
 
     listed = KeyStore(_resolve_index_dir(index_dir)).list()
     if as_json:
@@ -649,7 +648,7 @@ def keys_list(index_dir, as_json):
 @_index_dir_option
 def keys_revoke(key_id, index_dir):
     """Revoke the key ID (see `rag keys list`). A running server refuses it from its next request on."""
-    from rag.keys import KeyStore
+    from .keys import KeyStore
 
     key = KeyStore(_resolve_index_dir(index_dir)).revoke(key_id)
     click.echo(f"Revoked key {key.id} of {key.user}.")

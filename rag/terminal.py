@@ -7,7 +7,7 @@ import errno
 import re
 import sqlite3
 
-from common.errors import RagError
+from ingest.common import RagError
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
