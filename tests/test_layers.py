@@ -222,7 +222,6 @@ def imported_modules(imp: Import) -> set[str]:
 KNOWN_CYCLES = {
     ("rag.gates", "rag.reader"): "a gate splits sentences with rag.reader.segments (the reader is being reworked)",
     ("rag.generation", "rag.llm_server"): "load_generator picks the server generator, which uses first_stop",
-    ("rag.server", "rag.server_chat"): "create_app adds the chat routes, which use the server's request helpers",
 }
 
 
