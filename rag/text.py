@@ -1,4 +1,5 @@
-"""Answer text normalisation (SQuAD style) and the grounding check. Pure functions; eval's metrics reuse them."""
+"""Answer text normalisation (SQuAD style), the grounding check, and the segments of a sentence an answer may come
+from. Pure functions; eval's metrics and the reader's gates reuse them."""
 
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def contains_answer(passage: str, answer: str) -> bool:
     if not needle:
         return False
     return f" {needle} " in f" {normalise(passage)} "
+
+
+_SEGMENT_BREAK = re.compile(r"\s*(?:\||;|:\s|,\s|\(|\)|\s[\u2013\u2014-]\s|\.\s|\.$)\s*")
+
+
+def segments(text: str) -> list[str]:
+    """The pieces of a unit an answer may come from: split at table cells, clause punctuation and brackets, never
+    inside a number ("12,500", "3.50"). A span ends where its segment ends, so a small model cannot ramble on."""
+    return [piece.strip() for piece in _SEGMENT_BREAK.split(text) if piece and piece.strip()]
