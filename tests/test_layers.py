@@ -220,7 +220,6 @@ def imported_modules(imp: Import) -> set[str]:
 # Pairs of modules that import each other today (one of the two lazily), each with what should move. Each must still
 # occur (a stale one fails too), so the list only shrinks. TODO(issue 19): break each cycle and delete its line.
 KNOWN_CYCLES = {
-    ("rag.generation", "rag.llm_server"): "load_generator picks the server generator, which uses first_stop",
 }
 
 
