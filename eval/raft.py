@@ -24,7 +24,8 @@ from collections import defaultdict
 
 from rag.answer_types import has_type
 from rag.prompting import UNKNOWN, Passage, extractive_query
-from rag.reader import Unit, segments, split_units
+from rag.reader import Unit, split_units
+from rag.text import segments
 
 from .lora import Example, LoraSettings
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vectors import Selector, VectorIndex, strip
+from .vector_base import Selector, VectorIndex, strip
 
 NLIST = 1024  # ~10k vectors a list at 10M; searches probe NPROBE of them
 NPROBE = 32

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vectors import Selector, VectorIndex, strip
+from .vector_base import Selector, VectorIndex, strip
 
 # Below this permitted fraction, HNSW under a filter comes up short (fewer than k, lower recall): search the
 # permitted vectors exactly instead. Measured with `python -m eval.bench_filter` (d=384, k=10, M=32, efSearch=128):

@@ -15,6 +15,7 @@ from .answer_types import STRICT, answers_type, has_type
 from .key_terms import conflicts, missing_terms
 from .lexicon import is_abstention
 from .reader_config import ReaderConfig
+from .text import segments
 from .types import SearchResult
 
 KIND_NAMES = {"money": "amount of money", "number": "number", "identifier": "number or code"}
@@ -93,8 +94,6 @@ class NoTypedSpan(Gate):
     code, stage = "no_typed_span", "before"
 
     def check(self, reading: Reading) -> str:
-        from .reader import segments
-
         wanted = reading.wanted
         if wanted not in STRICT:
             return ""

@@ -22,6 +22,7 @@ from ingest.common import ModelLoadError, UsageError, best_device, preferred_dty
 
 from .gemma_tokenizer import MERGES_MARK, bundled_tokenizer, merges_as_strings
 from .model_files import BF16_COPY, BUNDLED_MODEL, bundled_model_dir, write_bf16_copy
+from .text import first_stop
 
 DEFAULT_GENERATOR = BUNDLED_MODEL
 _DEFAULT_ALIASES = {DEFAULT_GENERATOR, "gemma3-270m", "default", "google/gemma-3-270m"}
@@ -259,11 +260,6 @@ class HFGenerator:
             # SentencePiece marks a word start with "▁"; byte-level BPE tokenizers with "Ġ".
             self._word_starts = {i for t, i in vocab.items() if t.startswith(("\u2581", "\u0120"))}
         return self._word_starts
-
-
-def first_stop(text: str, stop: Sequence[str]) -> int | None:
-    positions = [text.find(s) for s in stop if s and s in text]
-    return min(positions) if positions else None
 
 
 def _eos_ids(tokenizer, model) -> set[int]:

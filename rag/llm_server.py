@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ingest.common import UsageError
 
 from .errors import GeneratorServerError
-from .generation import first_stop
+from .text import first_stop
 
 CHAT, COMPLETIONS = "chat/completions", "completions"
 # Servers seldom say how long a context they serve. 2048 tokens is llama-cpp-python's default n_ctx, the smallest

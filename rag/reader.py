@@ -28,7 +28,7 @@ from .gates import Reading, run_gates
 from .key_terms import conflicts, uncovered_terms, uncovered_words
 from .lexicon import is_abstention
 from .reader_config import ReaderConfig, ReaderSettings
-from .text import STOPWORDS, contains_answer, normalise
+from .text import STOPWORDS, contains_answer, normalise, segments
 from .types import SearchResult
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -125,15 +125,6 @@ def split_units(result: SearchResult, index: int) -> list[Unit]:
 
 _LIST_MARKS = ("- ", "* ", "\u2022")
 _NUMBERED_ITEM = re.compile(r"\d{1,2}[.)]\s")
-
-
-_SEGMENT_BREAK = re.compile(r"\s*(?:\||;|:\s|,\s|\(|\)|\s[\u2013\u2014-]\s|\.\s|\.$)\s*")
-
-
-def segments(text: str) -> list[str]:
-    """The pieces of a unit an answer may come from: split at table cells, clause punctuation and brackets, never
-    inside a number ("12,500", "3.50"). A span ends where its segment ends, so a small model cannot ramble on."""
-    return [piece.strip() for piece in _SEGMENT_BREAK.split(text) if piece and piece.strip()]
 
 
 def content_words(text: str) -> set[str]:

@@ -13,36 +13,35 @@ for its reader only), GET /v1/status, GET /healthz, and the web page at / (rag/s
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and the identity
 # dependency (Who) is a local of create_app that string annotations could not resolve.
-import json
 import logging
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ingest.common import RagError, UsageError
+from ingest.common import RagError
 
-from .errors import ChunkNotFoundError, GeneratorServerError
 from .server_guards import BODY_DEADLINE_S, RequestGuard, error_body
+from .server_requests import (
+    MAX_QUESTION_CHARS,
+    Refusal,
+    Strict,
+    http_status,
+    run_streaming,
+    sse,
+    sse_response,
+    stream_error,
+)
 
 log = logging.getLogger("rag.server")
 
-MAX_QUESTION_CHARS = 2000  # a question, not a document: longer ones are refused with 422
 STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
-
-
-class Strict(BaseModel):
-    # Unknown fields are refused, not ignored: a client that sends "user" or "filter" learns at once that it has
-    # no effect, instead of believing it narrowed (or widened) what it reads.
-    model_config = ConfigDict(extra="forbid")
 
 
 class SearchRequest(Strict):
@@ -61,12 +60,6 @@ class AskRequest(Strict):
 @dataclass(frozen=True)
 class Caller:
     user: str | None  # None: anonymous (only with --allow-anonymous)
-
-
-class Refusal(Exception):
-    def __init__(self, status: int, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
 
 
 def create_app(
@@ -170,20 +163,6 @@ def create_app(
     return app
 
 
-def http_status(err: RagError) -> tuple[int, str, str]:
-    """(status, type, message) for a domain error. Index problems are the operator's to fix and their messages
-    name server paths: the client gets a generic 503 and the log gets the detail."""
-    if isinstance(err, ChunkNotFoundError):
-        return 404, "not_found", str(err)
-    if isinstance(err, UsageError):
-        return 400, "invalid_request_error", str(err)
-    if isinstance(err, GeneratorServerError):  # the reader's LLM server (--generator URL): its URL stays in the log
-        log.error("generator server failed: %s", err)
-        return 502, "server_error", "the language model server behind this index failed; the server's log says why"
-    log.error("index unavailable: %s", err)
-    return 503, "server_error", "the index is not available right now; the server's log says why"
-
-
 def validation_message(err: RequestValidationError) -> str:
     """One line naming each bad field and what is wrong with it (never echoing the value sent)."""
     parts = []
@@ -198,33 +177,6 @@ def validation_message(err: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def sse(event: str, data) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def sse_response(events: Iterator[str]) -> StreamingResponse:
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-
-
-def run_streaming(run: Callable[[Callable[[str], None]], dict]) -> Iterator[tuple[str, object]]:
-    """Runs ``run(on_token)`` in a thread and yields ("token", text)... then ("result", dict) or ("error", err)."""
-    messages: queue.Queue = queue.Queue()
-
-    def work():
-        try:
-            messages.put(("result", run(lambda token: messages.put(("token", token)))))
-        except Exception as err:  # handed to the stream, which reports it as an event
-            messages.put(("error", err))
-
-    threading.Thread(target=work, name="rag-stream", daemon=True).start()
-    while True:
-        kind, value = messages.get()
-        yield kind, value
-        if kind != "token":
-            return
-
-
 def ask_events(run) -> Iterator[str]:
     """/v1/ask's stream: token events as the answer is produced, then citations, then done with the whole JSON
     answer, whose "answer" is the verdict (a streamed reading the passages do not support becomes "I don't know.")."""
@@ -236,14 +188,6 @@ def ask_events(run) -> Iterator[str]:
             yield sse("done", value)
         else:
             yield sse("error", stream_error(value))
-
-
-def stream_error(err: Exception) -> dict:
-    if isinstance(err, RagError):
-        status, kind, message = http_status(err)
-        return error_body(status, message, kind)["error"]
-    log.error("internal error while streaming", exc_info=err)
-    return error_body(500, "internal error; the server's log has the details", "server_error")["error"]
 
 
 def _static(name: str):

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .server import MAX_QUESTION_CHARS, Refusal, Strict, run_streaming, sse_response, stream_error
+from .server_requests import MAX_QUESTION_CHARS, Refusal, Strict, run_streaming, sse_response, stream_error
 
 
 class ContentPart(BaseModel):
@@ -60,7 +60,8 @@ class ChatRequest(Strict):
             raise Refusal(422, "messages: no user message with text to answer", "invalid_request_error")
         if len(asked) > MAX_QUESTION_CHARS:
             raise Refusal(
-                422, f"messages: the question is over {MAX_QUESTION_CHARS} characters; ask a shorter one",
+                422,
+                f"messages: the question is over {MAX_QUESTION_CHARS} characters; ask a shorter one",
                 "invalid_request_error",
             )
         return asked

@@ -1,10 +1,13 @@
-"""Answer text normalisation (SQuAD style) and the grounding check. Pure functions; eval's metrics reuse them."""
+"""Answer text normalisation (SQuAD style), the grounding check, the segments of a sentence an answer may come
+from, and where a generation's stop sequence starts. Pure functions; eval's metrics, the reader's gates and the
+generators reuse them."""
 
 from __future__ import annotations
 
 import re
 import string
 import unicodedata
+from collections.abc import Sequence
 
 # Function words: not content, never key terms (the reader's word-overlap and coverage signals)
 STOPWORDS = frozenset(
@@ -33,3 +36,18 @@ def contains_answer(passage: str, answer: str) -> bool:
     if not needle:
         return False
     return f" {needle} " in f" {normalise(passage)} "
+
+
+_SEGMENT_BREAK = re.compile(r"\s*(?:\||;|:\s|,\s|\(|\)|\s[\u2013\u2014-]\s|\.\s|\.$)\s*")
+
+
+def segments(text: str) -> list[str]:
+    """The pieces of a unit an answer may come from: split at table cells, clause punctuation and brackets, never
+    inside a number ("12,500", "3.50"). A span ends where its segment ends, so a small model cannot ramble on."""
+    return [piece.strip() for piece in _SEGMENT_BREAK.split(text) if piece and piece.strip()]
+
+
+def first_stop(text: str, stop: Sequence[str]) -> int | None:
+    """Where the earliest of the stop sequences starts in ``text`` (None: none occurs); every generator cuts there."""
+    positions = [text.find(s) for s in stop if s and s in text]
+    return min(positions) if positions else None

@@ -118,7 +118,7 @@ from fakes import HashEmbedder  # noqa: E402
 from rag.answer_types import answers_type, expected_type  # noqa: E402
 from rag.generation import Extraction  # noqa: E402
 from rag.key_terms import key_terms, missing_terms  # noqa: E402
-from rag.reader import segments  # noqa: E402
+from rag.text import segments  # noqa: E402
 
 
 class ScriptedExtractor(ScriptedGenerator):

@@ -217,26 +217,13 @@ def imported_modules(imp: Import) -> set[str]:
     return submodules or ({imp.module} & our_modules())
 
 
-# Pairs of modules that import each other today (one of the two lazily), each with what should move. Each must still
-# occur (a stale one fails too), so the list only shrinks. TODO(issue 19): break each cycle and delete its line.
-KNOWN_CYCLES = {
-    ("ingest.ivfpq", "ingest.vectors"): "vectors' factory builds the kinds that subclass its VectorIndex",
-    ("ingest.vector_kinds", "ingest.vectors"): "the same: base class and factory share ingest/vectors.py",
-    ("rag.gates", "rag.reader"): "a gate splits sentences with rag.reader.segments (the reader is being reworked)",
-    ("rag.generation", "rag.llm_server"): "load_generator picks the server generator, which uses first_stop",
-    ("rag.server", "rag.server_chat"): "create_app adds the chat routes, which use the server's request helpers",
-}
-
-
 def mutual_imports() -> set[tuple[str, str]]:
     edges = {(imp.importer, other) for imp in all_imports() for other in imported_modules(imp) if other != imp.importer}
     return {(a, b) for a, b in edges if (b, a) in edges and a < b}
 
 
-def test_no_two_modules_import_each_other_except_the_listed_ones():
+def test_no_two_modules_import_each_other():
     """An import cycle between two modules (a lazy import inside a function included) means one of them holds what
     belongs to the other: the dependency goes one way, e.g. ``rag.answer`` -> ``rag.reader``."""
     found = mutual_imports()
-    assert not found - set(KNOWN_CYCLES), f"modules that import each other: {sorted(found - set(KNOWN_CYCLES))}"
-    stale = set(KNOWN_CYCLES) - found
-    assert not stale, f"no longer import each other, remove from KNOWN_CYCLES: {sorted(stale)}"
+    assert not found, f"modules that import each other: {sorted(found)}"

@@ -7,7 +7,8 @@ from fakes import HashEmbedder
 from ingest.catalog import ChunkRecord
 from rag.generation import Extraction
 from rag.prompting import UNKNOWN, extractive_prefix
-from rag.reader import ExtractiveReader, segments
+from rag.reader import ExtractiveReader
+from rag.text import segments
 from rag.types import SearchResult
 
 TEXTS = {
