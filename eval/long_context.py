@@ -18,9 +18,7 @@ from .metrics import is_abstention
 from .systems import Reply
 
 ROOM_FOR_QUESTION = 512  # tokens kept free for the instructions, the question and the answer
-INSTRUCTIONS = (
-    'Answer the question from the documents above with a short phrase, or "unknown" if they do not say.\n\n'
-)
+INSTRUCTIONS = 'Answer the question from the documents above with a short phrase, or "unknown" if they do not say.\n\n'
 
 
 def documents_text(retriever, user: str | None) -> str:

@@ -194,4 +194,3 @@ def test_no_endpoint_leaks_before_or_after_a_policy_change(served):
     print(f"{matrix.requests + second.requests} requests, {len(oracle.chunks)} chunks")
     assert matrix.leaks + second.leaks == []
     assert matrix.requests + second.requests > 1500
-

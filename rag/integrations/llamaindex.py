@@ -1,9 +1,9 @@
 """A LlamaIndex ``BaseRetriever`` over docrag, bound to one user (``pip install "docrag[llamaindex]"``).
 
-    from rag.integrations.llamaindex import DocragRetriever
+from rag.integrations.llamaindex import DocragRetriever
 
-    retriever = DocragRetriever.from_index_dir(".rag", user="alice", k=5)
-    nodes = retriever.retrieve("What is the per diem for Oslo?")  # NodeWithScore, best first
+retriever = DocragRetriever.from_index_dir(".rag", user="alice", k=5)
+nodes = retriever.retrieve("What is the per diem for Oslo?")  # NodeWithScore, best first
 """
 
 from __future__ import annotations
