@@ -1,0 +1,304 @@
+"""Embedding runtimes on one CPU node: today's torch path against ONNX Runtime and OpenVINO (issue 18, part 3).
+
+    pip install onnxruntime onnx openvino     # measurement only; not dependencies of docrag
+    nice -n 10 python -m eval.bench_embed_runtime [--squad ../shared/data/squad2/dev-2articles.json] [--rounds 10]
+
+The texts are the SQuAD sample's chunks, built as ``index_folder`` builds them (``eval.bench_roofline.squad_chunks``:
+our chunker, one document per article, the title line that ingest embeds). Every variant embeds them as ingest does:
+calls of ``EMBED_BATCH`` chunks, each sorted by length and cut into batches of ``CPU_BATCH``. The variants run in
+alternating rounds in one process (order rotated each round), so drift on a shared machine hits each alike; chunks/s
+is the median over rounds.
+
+Variants: torch bfloat16 and float32 (``ingest.embedding.load_embedder``; its default is the first row), and the
+same MiniLM exported with ``torch.onnx.export`` and run by ONNX Runtime in float32 (as exported, and after
+``onnxruntime.transformers``' BERT fusions), ONNX Runtime after ``quantize_dynamic`` (int8 weights, activations
+quantised per batch; VNNI is used where the CPU has it: with its defaults, and MatMul-only per channel) and OpenVINO
+in float32 and at its default precision (bfloat16 on a CPU with native bf16). The ONNX graph returns the last hidden
+state; mean pooling over the attention mask and L2 normalisation follow in numpy, as in the sentence-transformers
+pipeline of all-MiniLM-L6-v2. A runtime that is not installed, or fails, is logged as skipped. Ratios are to the
+first row, both of the medians and, robust to load drift, the median of each round's own ratio ("paired").
+
+Quality: recall@10 against the float32 torch index, with the SQuAD questions as queries embedded by the same variant,
+by exact inner product over the normalised vectors. The issue's bar: a variant is kept only if recall@10 >= 0.99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+RECALL_BAR = 0.99
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+DEFAULT_SQUAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad2" / "dev-2articles.json"
+
+
+def top_k(queries: np.ndarray, docs: np.ndarray, k: int) -> np.ndarray:
+    """Row i: the indices of the k docs with the largest inner product with query i, best first (exact search)."""
+    k = min(k, len(docs))
+    return np.argsort(-(queries @ docs.T), axis=1, kind="stable")[:, :k]
+
+
+def recall_at_k(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Mean over queries of |reference top-k ∩ candidate top-k| / k, for two (queries, k) arrays of doc indices."""
+    k = reference.shape[1]
+    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(reference, candidate)]))
+
+
+def _pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over the real tokens, then L2-normalised: all-MiniLM-L6-v2's Pooling + Normalize modules."""
+    mask = mask[..., None].astype(np.float32)
+    vectors = (hidden.astype(np.float32) * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def graph_embedder(run_batch: Callable[[dict], np.ndarray], tokenizer, max_tokens: int, batch_size: int):
+    """``embed(texts)`` for an exported graph, batched as ``SentenceTransformer.encode`` does: sorted by length,
+    padded per batch, truncated to the model's window."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        parts = []
+        for start in range(0, len(texts), batch_size):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            enc = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="np")
+            feed = {name: enc[name].astype(np.int64) for name in INPUTS}
+            parts.append(_pooled(run_batch(feed), feed["attention_mask"]))
+        vectors = np.concatenate(parts)
+        out = np.empty_like(vectors)
+        out[order] = vectors
+        return out
+
+    return embed
+
+
+def export_onnx(embedder, path: Path) -> None:
+    """The encoder of a SentenceTransformer as ONNX: (input_ids, attention_mask, token_type_ids) -> last hidden state,
+    batch and sequence dynamic."""
+    import torch
+
+    encoder = embedder.model[0].auto_model
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state
+
+    sample = embedder.model.tokenizer(["an example", "a slightly longer example"], padding=True, return_tensors="pt")
+    wrapper = LastHidden().eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            tuple(sample[name] for name in INPUTS),
+            str(path),
+            input_names=list(INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in (*INPUTS, "last_hidden_state")},
+            opset_version=17,
+            dynamo=False,
+        )
+    encoder.eval()  # export restores the wrapper's mode on every submodule; the torch rows need eval mode
+
+
+def _ort_runner(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda feed: session.run(None, feed)[0]
+
+
+def _openvino_runner(path: Path, threads: int, precision: str | None):
+    import openvino as ov
+
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(feed: dict) -> np.ndarray:
+        request.infer(feed)
+        return request.get_output_tensor(0).data.copy()
+
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+    return run, precision.to_string() if hasattr(precision, "to_string") else str(precision)
+
+
+def build_variants(workdir: Path, log=print) -> list[tuple[str, Callable[[list[str]], np.ndarray]]]:
+    """(label, embed) for every runtime that loads here; the first is the product's default, the second the
+    float32 torch reference."""
+    import torch
+
+    from ingest.embedding import CPU_BATCH, load_embedder
+
+    default = load_embedder(progress=False)
+    fp32 = load_embedder(progress=False, dtype="float32")
+    variants = [(f"torch {default.dtype} (default)", default.embed)]
+    if default.dtype != "float32":
+        variants.append(("torch float32", fp32.embed))
+    threads = torch.get_num_threads()
+    tokenizer, max_tokens = fp32.model.tokenizer, fp32.max_tokens
+    onnx_path = workdir / "minilm.onnx"
+    try:
+        export_onnx(fp32, onnx_path)
+    except Exception as err:  # noqa: BLE001 - the report names why the ONNX rows are missing
+        log(f"  ONNX export failed: {type(err).__name__}: {err}")
+        return variants
+
+    def add(label: str, make_runner: Callable[[], Callable[[dict], np.ndarray]]) -> None:
+        try:
+            runner = make_runner()
+        except Exception as err:  # noqa: BLE001 - a runtime that is missing or fails is a skipped row, named
+            log(f"  skipped {label}: {type(err).__name__}: {err}")
+            return
+        variants.append((label, graph_embedder(runner, tokenizer, max_tokens, CPU_BATCH)))
+
+    add("onnxruntime float32", lambda: _ort_runner(onnx_path, threads))
+
+    def fused_runner():
+        from onnxruntime.transformers import optimizer
+
+        config = fp32.model[0].auto_model.config
+        fused = workdir / "minilm-fused.onnx"
+        model = optimizer.optimize_model(
+            str(onnx_path), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+        )
+        log(f"  onnxruntime fusions: {model.get_fused_operator_statistics()}")
+        model.save_model_to_file(str(fused))
+        return _ort_runner(fused, threads)
+
+    # onnxruntime.transformers' offline fusions (attention, layer norm, GELU), what its BERT guide recommends
+    add("onnxruntime float32 fused", fused_runner)
+
+    def int8_runner(name: str, **options):
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantised = workdir / f"minilm-{name}.onnx"
+        quantize_dynamic(str(onnx_path), str(quantised), weight_type=QuantType.QInt8, **options)
+        return _ort_runner(quantised, threads)
+
+    # quantize_dynamic's defaults (every MatMul, Gather, Attention...; one scale per tensor), then the usual
+    # accuracy-minded setting for transformers: MatMul only (the embedding tables stay float), one scale per channel.
+    add("onnxruntime int8 dynamic", lambda: int8_runner("int8"))
+    add(
+        "onnxruntime int8 matmul/channel",
+        lambda: int8_runner("int8-matmul", per_channel=True, op_types_to_quantize=["MatMul"]),
+    )
+    add("openvino float32", lambda: _openvino_runner(onnx_path, threads, "f32")[0])
+    try:
+        runner, precision = _openvino_runner(onnx_path, threads, None)
+        variants.append((f"openvino default ({precision})", graph_embedder(runner, tokenizer, max_tokens, CPU_BATCH)))
+    except Exception as err:  # noqa: BLE001
+        log(f"  skipped openvino default: {type(err).__name__}: {err}")
+    return variants
+
+
+def environment() -> dict:
+    """The CPU's int8/bf16 instructions (what the runtimes pick kernels by) and the runtimes' versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    wanted = sorted(f for f in flags if f in ("avx512_vnni", "avx512_bf16", "avx_vnni") or f.startswith("amx_"))
+    versions = {}
+    for package in ("torch", "onnxruntime", "openvino"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"cpu_flags": wanted, "cpu_count": os.cpu_count(), "versions": versions}
+
+
+def ingest_batches(embed: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+    """Embed as ``ingest.sync`` does: calls of EMBED_BATCH chunks in document order."""
+    from ingest.sync import EMBED_BATCH
+
+    return np.concatenate([embed(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)])
+
+
+def run(squad_json: Path, rounds: int = 10, log=print) -> dict:
+    from eval.bench_roofline import squad_chunks
+
+    env = environment()
+    log(f"  {env}")
+    texts, questions = squad_chunks(squad_json)
+    log(f"  {len(texts)} chunks, {len(questions)} questions, load average {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = build_variants(Path(tmp), log)
+        for _, embed in variants:
+            embed(texts[:16])  # warm up: first-call allocations, OpenVINO's shape compilation
+        times: dict[str, list[float]] = {label: [] for label, _ in variants}
+        vectors = {}
+        for r in range(rounds):
+            # alternate, and rotate the order each round, so no variant always runs first or after the same one
+            for label, embed in variants[r % len(variants) :] + variants[: r % len(variants)]:
+                start = time.perf_counter()
+                vectors[label] = ingest_batches(embed, texts)
+                times[label].append(time.perf_counter() - start)
+            log(f"  round {r + 1}/{rounds} done, load average {os.getloadavg()[0]:.2f}")
+        queries = {label: embed(questions) for label, embed in variants}
+    reference_label = next(label for label, _ in variants if label.startswith("torch float32"))
+    reference = top_k(queries[reference_label], vectors[reference_label], 10)
+    base_rate = len(texts) / statistics.median(times[variants[0][0]])
+    rows = []
+    for label, _ in variants:
+        rate = len(texts) / statistics.median(times[label])
+        # the same round's default against this variant: robust to the load changing between rounds
+        paired = statistics.median(d / t for d, t in zip(times[variants[0][0]], times[label]))
+        recall = recall_at_k(reference, top_k(queries[label], vectors[label], 10))
+        row = {
+            "variant": label,
+            "chunks_per_s": rate,
+            "chunks_per_s_rounds": [len(texts) / t for t in times[label]],
+            "ratio_to_default": rate / base_rate,
+            "ratio_to_default_paired": paired,
+            "recall_at_10": recall,
+            "max_abs_diff_vs_fp32": float(np.abs(vectors[label] - vectors[reference_label]).max()),
+            "meets_bar": recall >= RECALL_BAR,
+        }
+        rows.append(row)
+        log(
+            f"  {label:<32} {rate:7.1f} chunks/s  {row['ratio_to_default']:5.2f}x (paired {paired:4.2f}x)"
+            f"  recall@10 {recall:.3f}"
+            f"  max|diff| {row['max_abs_diff_vs_fp32']:.1e}"
+        )
+    return {
+        "texts": len(texts),
+        "questions": len(questions),
+        "rounds": rounds,
+        "recall_bar": RECALL_BAR,
+        "environment": env,
+        "load_average_end": os.getloadavg(),
+        "rows": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    args = parser.parse_args()
+    result = run(args.squad, args.rounds)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
