@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from ingest.common import ModelLoadError, UsageError, best_device, preferred_dtype
 
 from .gemma_tokenizer import MERGES_MARK, bundled_tokenizer, merges_as_strings
 from .model_files import BF16_COPY, BUNDLED_MODEL, bundled_model_dir, write_bf16_copy
 from .text import first_stop
+from .types import Generator
 
 DEFAULT_GENERATOR = BUNDLED_MODEL
 _DEFAULT_ALIASES = {DEFAULT_GENERATOR, "gemma3-270m", "default", "google/gemma-3-270m"}
@@ -35,21 +36,6 @@ class Extraction(NamedTuple):
     mean_logprob: float  # mean over the span's tokens
     first_logprob: float  # the span's first token, at the first step
     abstain_logprob: float  # the abstain word's first token, at the first step
-
-
-class Generator(Protocol):
-    name: str
-    context_window: int
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def generate(
-        self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
-    ) -> list[str]: ...
-
-    def stream(
-        self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
-    ) -> Iterator[str]: ...
 
 
 def resolve_model(name_or_path: str | None) -> tuple[str, str]:
@@ -115,7 +101,7 @@ def load_causal_lm(name_or_path: str | None = None, device: str | None = None, d
     return model, tokenizer
 
 
-class HFGenerator:
+class HFGenerator(Generator):
     """Greedy decoding with stop sequences; a manual loop with a KV cache, so streaming and stops are exact."""
 
     def __init__(self, model, tokenizer, name: str) -> None:
@@ -136,11 +122,6 @@ class HFGenerator:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def generate(
-        self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
-    ) -> list[str]:
-        return ["".join(self.stream(p, max_new_tokens, stop, prefix)) for p in prompts]
 
     def stream(
         self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""

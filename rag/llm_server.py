@@ -24,6 +24,7 @@ from ingest.common import UsageError
 
 from .errors import GeneratorServerError
 from .text import first_stop
+from .types import Generator
 
 CHAT, COMPLETIONS = "chat/completions", "completions"
 # Servers seldom say how long a context they serve. 2048 tokens is llama-cpp-python's default n_ctx, the smallest
@@ -62,7 +63,7 @@ def api_key_from_env(name: str | None) -> str | None:
     return key
 
 
-class OpenAIServerGenerator:
+class OpenAIServerGenerator(Generator):
     """The ``Generator`` interface over an OpenAI-compatible HTTP server; greedy decoding (temperature 0)."""
 
     def __init__(
@@ -109,11 +110,6 @@ class OpenAIServerGenerator:
     def count_tokens(self, text: str) -> int:
         """An over-estimate (no tokenizer here): BPE vocabularies average 3.5-4.5 bytes of English per token."""
         return math.ceil(len(text.encode("utf-8")) / 3)
-
-    def generate(
-        self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
-    ) -> list[str]:
-        return ["".join(self.stream(p, max_new_tokens, stop, prefix)) for p in prompts]
 
     def stream(
         self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""

@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+
+class Generator(Protocol):
+    """What the readers need of a language model, in process (rag.generation) or behind a server (rag.llm_server).
+    A long fixed ``prefix`` (few-shot examples, documents) goes before each prompt; a generator may cache it."""
+
+    name: str
+    context_window: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(
+        self, prompt: str, max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
+    ) -> Iterator[str]: ...
+
+    def generate(
+        self, prompts: list[str], max_new_tokens: int = 48, stop: Sequence[str] = ("\n",), prefix: str = ""
+    ) -> list[str]:
+        """Each prompt's whole continuation (a generator that subclasses this protocol inherits it)."""
+        return ["".join(self.stream(p, max_new_tokens, stop, prefix)) for p in prompts]
 
 
 @dataclass(frozen=True)

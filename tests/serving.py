@@ -26,11 +26,17 @@ allow = ["group:finance"]
 """
 
 
-def patch_models(monkeypatch) -> tuple[HashEmbedder, QuoteGenerator]:
-    """Every model load in ingest and rag returns these fakes."""
-    embedder, generator = HashEmbedder(), QuoteGenerator()
+def patch_embedder(monkeypatch) -> HashEmbedder:
+    """Every embedder load in ingest and rag returns this fake."""
+    embedder = HashEmbedder()
     monkeypatch.setattr(ingest.embedding, "load_embedder", lambda name=None, progress=None: embedder)
     monkeypatch.setattr(rag.retrieval, "load_embedder", lambda name=None, progress=None: embedder)
+    return embedder
+
+
+def patch_models(monkeypatch) -> tuple[HashEmbedder, QuoteGenerator]:
+    """Every model load in ingest and rag returns these fakes."""
+    embedder, generator = patch_embedder(monkeypatch), QuoteGenerator()
     monkeypatch.setattr(rag.generation, "load_generator", lambda name=None: generator)
     return embedder, generator
 

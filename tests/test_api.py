@@ -6,24 +6,19 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-import ingest.embedding
 import rag.generation
-import rag.retrieval
 from fakes import HashEmbedder, QuoteGenerator
 from ingest.errors import IndexNotFoundError
 from ingest.sync import index_folder
 from rag.api import Index
 from rag.cli import cli
 from rag.errors import ChunkNotFoundError
-from serving import POLICY
+from serving import patch_embedder, small_corpus
 
 
 @pytest.fixture
 def embedder(monkeypatch):
-    model = HashEmbedder()
-    monkeypatch.setattr(ingest.embedding, "load_embedder", lambda name=None, progress=None: model)
-    monkeypatch.setattr(rag.retrieval, "load_embedder", lambda name=None, progress=None: model)
-    return model
+    return patch_embedder(monkeypatch)
 
 
 @pytest.fixture
@@ -35,13 +30,7 @@ def generator(monkeypatch):
 
 @pytest.fixture
 def folder(tmp_path):
-    docs = tmp_path / "docs"
-    (docs / "public").mkdir(parents=True)
-    (docs / "finance").mkdir()
-    (docs / "public" / "hours.md").write_text("The harbour office opens at 07:45 on weekdays.")
-    (docs / "finance" / "budget.md").write_text("The harbour dredging budget is NOK 4.2 million.")
-    (docs / ".rag-acl.toml").write_text(POLICY)
-    return docs
+    return small_corpus(tmp_path)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from ingest.store import CATALOG_FILE, VECTORS_FILE, current_generation, open_in
 from ingest.sync import index_folder
 from rag.cli import cli
 from rag.retrieval import Retriever
+from serving import patch_embedder
 
 POLICY = """
 default = "deny"
@@ -68,10 +69,7 @@ def reasons(report) -> dict[str, str]:
 @pytest.fixture
 def fake_models(monkeypatch):
     """The CLI's model loaders give the hash embedder."""
-    embedder = HashEmbedder()
-    monkeypatch.setattr(ingest.embedding, "load_embedder", lambda name=None, progress=None: embedder)
-    monkeypatch.setattr(rag.retrieval, "load_embedder", lambda name=None, progress=None: embedder)
-    return embedder
+    return patch_embedder(monkeypatch)
 
 
 def run(*args):
