@@ -146,9 +146,10 @@ def build_variants(workdir: Path, log=print) -> list[tuple[str, Callable[[list[s
     from ingest.embedding import CPU_BATCH, load_embedder
 
     default = load_embedder(progress=False)
-    fp32 = load_embedder(progress=False, dtype="float32")
     variants = [(f"torch {default.dtype} (default)", default.embed)]
-    if default.dtype != "float32":
+    fp32 = default
+    if default.dtype != "float32":  # a CPU without native bf16 already runs the float32 reference as its default
+        fp32 = load_embedder(progress=False, dtype="float32")
         variants.append(("torch float32", fp32.embed))
     threads = torch.get_num_threads()
     tokenizer, max_tokens = fp32.model.tokenizer, fp32.max_tokens

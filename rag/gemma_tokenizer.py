@@ -12,11 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 _PLAIN_TOKENIZER_KEYS = {
     "backend",
     "bos_token",
@@ -93,7 +88,7 @@ def merges_as_strings(folder: Path) -> None:
                 staging.unlink(missing_ok=True)
         (folder / MERGES_MARK).touch()
     except (OSError, ValueError) as err:  # a read-only or full cache: the pairs still load, only slower
-        _say(f"Could not rewrite {file} for faster loading: {err}")
+        print(f"Could not rewrite {file} for faster loading: {err}", file=sys.stderr, flush=True)
 
 
 def head_added_tokens(file: Path, head_bytes: int = 4 << 20) -> list | None:
