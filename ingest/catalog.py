@@ -6,8 +6,11 @@ file beside it holds only vectors keyed by chunk id. ``store.py`` keeps the two 
 The keyword index for the BM25 half of hybrid search is one FTS5 table per permission class (``fts_class_N``,
 rowid = chunk id), a class being one distinct set of principals. A query reads only the tables of the classes the
 user may read, so BM25's statistics (document counts, lengths, word frequencies) and the time a lookup takes never
-depend on documents the user may not read. The tables are written and deleted explicitly next to ``chunks`` rather
-than by triggers, so that all the bookkeeping of a chunk's rows is in one place.
+depend on documents the user may not read. Those statistics are pooled over the readable classes, as if they were one
+table (``lexical_search``): ranking each class alone and merging by score compares scores from collections of
+different sizes, which cost hybrid search its whole gain over dense (docs/benchmarks.md#retrieval). The tables are
+written and deleted explicitly next to ``chunks`` rather than by triggers, so that all the bookkeeping of a chunk's
+rows is in one place.
 
 Chunk ids are derived from (source, content hash, position) rather than counted, so an id says nothing about how
 many other chunks (readable or not) were indexed before it, and the same text keeps its id across rebuilds.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -60,10 +64,16 @@ CREATE TABLE IF NOT EXISTS classes (
     principals TEXT NOT NULL UNIQUE     -- the same JSON as documents.principals
 );
 """
-_FTS_COLUMNS = "title, heading, text, tokenize='porter unicode61 remove_diacritics 2'"
-# BM25 column weights for (title, heading, text): a file name is a short, strong hint, but a word there is shared by
-# every chunk of the document, so it counts half of one in the chunk's own text.
-_BM25_WEIGHTS = "0.5, 1.0, 1.0"
+_TOKENIZER = "tokenize='porter unicode61 remove_diacritics 2'"
+_FTS_COLUMNS = f"title, heading, text, {_TOKENIZER}"
+# BM25 column weights: a file name is a short, strong hint, but a word there is shared by every chunk of the
+# document, so it counts half of one in the chunk's own text.
+_COLUMN_WEIGHTS = {"title": 0.5, "heading": 1.0, "text": 1.0}
+_WEIGHT_OF_COLUMN = "CASE col " + " ".join(f"WHEN '{c}' THEN {w}" for c, w in _COLUMN_WEIGHTS.items()) + " END"
+# FTS5's own bm25() constants, so that one readable class ranks exactly as FTS5 would rank it.
+_BM25_K1 = 1.2
+_BM25_B = 0.75
+_MIN_IDF = 1e-6  # FTS5's floor for a word in more than half of the rows: it still counts, a little
 # Words too common to rank by, question words included: most queries are questions.
 _STOPWORDS = frozenset(
     "a an and are as at be by can did do does for from had has have how i in is it its of on or our that the "
@@ -71,6 +81,7 @@ _STOPWORDS = frozenset(
 )
 _MAX_TERMS = 64  # a pasted paragraph stays a cheap query
 _TOKEN = re.compile(r"[^\W_]+")  # runs of letters and digits: what unicode61 keeps as token characters
+_SQL_BATCH = 500  # ids per IN (...) list, well under SQLite's limit on bound parameters
 
 
 def document_title(source: str) -> str:
@@ -79,17 +90,18 @@ def document_title(source: str) -> str:
     return Path(source).stem.replace("_", " ").replace("-", " ")
 
 
-def match_expression(query: str) -> str:
-    """An FTS5 MATCH expression for free text: its words, each double-quoted, joined with OR; "" if none is left.
+def query_words(query: str) -> list[str]:
+    """The words of free text that keyword search looks for: lower-cased runs of letters and digits, each once, without
+    stopwords and one-letter words, at most ``_MAX_TERMS``.
 
-    Every term is a quoted string of letters and digits only, so FTS5 syntax in user input (quotes, ``*``, ``:``,
-    ``NEAR(``, ``AND``/``NOT``, parentheses, ``^``) can neither break the query nor change what it matches.
+    A word is only ever letters and digits, so FTS5 syntax in user input (quotes, ``*``, ``:``, ``NEAR(``,
+    ``AND``/``NOT``, parentheses, ``^``) can neither break the search nor change what it matches.
     """
-    terms: list[str] = []
+    words: list[str] = []
     for token in (t.lower() for t in _TOKEN.findall(query)):  # split first: "İ".lower() adds a combining mark
-        if len(token) > 1 and token not in _STOPWORDS and token not in terms:
-            terms.append(token)
-    return " OR ".join(f'"{term}"' for term in terms[:_MAX_TERMS])
+        if len(token) > 1 and token not in _STOPWORDS and token not in words:
+            words.append(token)
+    return words[:_MAX_TERMS]
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,11 @@ class Catalog:
         try:
             if readonly:
                 # A read-only catalog may be shared by a server's threads; rag.api gives them one query at a time.
-                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                # Autocommit: keyword search writes scratch rows to the temporary schema, and an implicit transaction
+                # left open would hold a read lock on the file between queries.
+                self._db = sqlite3.connect(
+                    f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+                )
             else:
                 self._db = sqlite3.connect(path)
             self._db.execute("PRAGMA foreign_keys = ON")
@@ -225,28 +241,97 @@ class Catalog:
     def lexical_search(
         self, query: str, limit: int, readable: Callable[[frozenset[str]], bool] | None = None
     ) -> list[tuple[int, float]]:
-        """The ``limit`` best chunks for ``query`` by BM25, as (chunk id, score), higher = better.
+        """The ``limit`` best chunks for ``query`` by BM25, as (chunk id, score), higher = better; ties by chunk id.
 
         ``readable`` (None: everything) says which permission classes (principal sets) to search; the others' tables
-        are never touched, so neither the scores, nor the order, nor the time taken depends on them. Each class is
-        ranked with its own statistics and the lists are merged by score. A query with no usable words returns [].
+        are never touched, so neither the scores, nor the order, nor the time taken depends on them. The readable
+        classes are scored as one collection: row counts, token totals and each word's document frequency are summed
+        over them, and the formula is FTS5's bm25() with the column weights above (a word's occurrences count once
+        per word, however many of the query's words stem to it). A query with no usable words returns [].
         """
-        expression = match_expression(query)
-        if not expression or limit < 1:
+        terms = self._query_terms(query)
+        if not terms or limit < 1:
             return []
-        found: list[tuple[int, float]] = []
+        rows = tokens = 0
+        documents_with: dict[str, int] = dict.fromkeys(terms, 0)
+        frequency: dict[int, dict[str, float]] = {}  # chunk id -> query term -> weighted occurrences
+        length: dict[int, int] = {}  # chunk id -> tokens in its three columns
+        marks = ",".join("?" * len(terms))
         for class_id, principals in self._db.execute("SELECT id, principals FROM classes").fetchall():
             if readable is not None and not readable(frozenset(json.loads(principals))):
                 continue
             table = _class_table(class_id)
+            row_vocabulary, instance_vocabulary = self._vocabularies(table)
+            class_rows, class_tokens = self._class_totals(table)
+            rows, tokens = rows + class_rows, tokens + class_tokens
+            for term, count in self._db.execute(
+                f"SELECT term, doc FROM {row_vocabulary} WHERE term IN ({marks})", terms
+            ):
+                documents_with[term] += count
+            found: set[int] = set()
+            for term in terms:
+                for chunk_id, weighted in self._db.execute(
+                    f"SELECT doc, sum({_WEIGHT_OF_COLUMN}) FROM {instance_vocabulary} WHERE term = ? GROUP BY doc",
+                    (term,),
+                ):
+                    frequency.setdefault(chunk_id, {})[term] = weighted
+                    found.add(chunk_id)
+            length.update(self._row_lengths(table, found))
+        if not frequency:
+            return []
+        average_length = tokens / rows
+        idf = {
+            term: max(math.log((rows - hits + 0.5) / (hits + 0.5)), _MIN_IDF) for term, hits in documents_with.items()
+        }
+        scored = []
+        for chunk_id, counts in frequency.items():
+            norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * length[chunk_id] / average_length)
+            score = sum(idf[t] * f * (_BM25_K1 + 1) / (f + norm) for t, f in counts.items())
+            scored.append((chunk_id, score))
+        scored.sort(key=lambda hit: (-hit[1], hit[0]))
+        return scored[:limit]
+
+    def _query_terms(self, query: str) -> list[str]:
+        """The distinct index terms of the query's words: FTS5's own tokenizer (stemming included) on each word, via
+        a scratch table in this connection's temporary schema, so the query is read exactly as the chunks were."""
+        words = query_words(query)
+        if not words:
+            return []
+        self._db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5(words, {_TOKENIZER})")
+        self._db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms USING fts5vocab(temp, query_words, row)")
+        self._db.execute("INSERT INTO temp.query_words(words) VALUES (?)", (" ".join(words),))
+        terms = [term for (term,) in self._db.execute("SELECT term FROM temp.query_terms ORDER BY term")]
+        self._db.execute("DELETE FROM temp.query_words")
+        return terms
+
+    def _vocabularies(self, table: str) -> tuple[str, str]:
+        """fts5vocab views of a class's keyword table, in the temporary schema (so a read-only catalog can have
+        them): per term, the rows holding it (``row``) and each occurrence's row and column (``instance``)."""
+        row_vocabulary, instance_vocabulary = f"temp.{table}_rows", f"temp.{table}_instances"
+        self._db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {row_vocabulary} USING fts5vocab(main, {table}, row)")
+        self._db.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {instance_vocabulary} USING fts5vocab(main, {table}, instance)"
+        )
+        return row_vocabulary, instance_vocabulary
+
+    def _class_totals(self, table: str) -> tuple[int, int]:
+        """(rows, tokens over all columns) of a keyword table, from FTS5's averages record: the numbers its bm25()
+        reads. The record (rowid 1 of ``<table>_data``) is varints, rows first, then each column's token total."""
+        row = self._db.execute(f"SELECT block FROM {table}_data WHERE id = 1").fetchone()
+        values = _varints(row[0]) if row else [0]
+        return values[0], sum(values[1:])
+
+    def _row_lengths(self, table: str, chunk_ids: set[int]) -> dict[int, int]:
+        """Tokens per row over all columns, from FTS5's docsize table (one varint per column per row)."""
+        lengths: dict[int, int] = {}
+        ordered = sorted(chunk_ids)
+        for start in range(0, len(ordered), _SQL_BATCH):
+            batch = ordered[start : start + _SQL_BATCH]
             rows = self._db.execute(
-                f"SELECT rowid, bm25({table}, {_BM25_WEIGHTS}) AS score FROM {table} WHERE {table} MATCH ? "
-                "ORDER BY score, rowid LIMIT ?",
-                (expression, limit),
+                f"SELECT id, sz FROM {table}_docsize WHERE id IN ({','.join('?' * len(batch))})", batch
             )
-            found += [(int(chunk_id), -float(score)) for chunk_id, score in rows]  # FTS5's bm25() is lower = better
-        found.sort(key=lambda hit: (-hit[1], hit[0]))
-        return found[:limit]
+            lengths.update((chunk_id, sum(_varints(sizes))) for chunk_id, sizes in rows)
+        return lengths
 
     def chunk_ids(self) -> list[int]:
         return [r[0] for r in self._db.execute("SELECT id FROM chunks ORDER BY id")]
@@ -360,3 +445,20 @@ class Catalog:
 
 def _class_table(class_id: int) -> str:
     return f"fts_class_{int(class_id)}"  # an integer from our own table: safe to place in SQL
+
+
+def _varints(blob: bytes) -> list[int]:
+    """SQLite's variable-length integers, as FTS5 stores its sizes: big-endian groups of 7 bits, the high bit set on
+    every byte but the last, and a ninth byte (if reached) giving 8 bits."""
+    values, value, used = [], 0, 0
+    for byte in blob:
+        used += 1
+        if used == 9:
+            values.append((value << 8) | byte)
+            value, used = 0, 0
+        elif byte & 0x80:
+            value = (value << 7) | (byte & 0x7F)
+        else:
+            values.append((value << 7) | byte)
+            value, used = 0, 0
+    return values

@@ -8,10 +8,9 @@ Two modes. ``dense`` ranks by the cosine between query and chunk embeddings. ``h
 chunks by BM25 over the catalog's FTS5 table and fuses the two rankings by reciprocal rank fusion: keywords find the
 exact names, codes and numbers that a small embedder blurs, embeddings find paraphrases. Measured on the bundled
 demo QA train split (141 answerable questions), the chunk holding the answer is in the top 5 for 92% of questions
-with dense MiniLM search, 94% with BM25, 99% with RRF of the two (top 1: 65% / 67% / 73%), before BM25 went per
-permission class; since then hybrid measures 92%, no better than dense (docs/benchmarks.md#retrieval). Both
-candidate lists are drawn from the permitted ids only, so hybrid results are as private and as full as dense ones;
-BM25 reads only the keyword tables of the permission classes the user may read, so its scores and order never depend
+with dense MiniLM search and 98% with hybrid search (docs/benchmarks.md#retrieval). Both candidate lists are drawn from
+the permitted ids only, so hybrid results are as private and as full as dense ones; BM25 reads only the keyword tables
+of the permission classes the user may read and pools its statistics over them, so its scores and order never depend
 on other documents.
 ``SearchResult.score`` is the cosine in both modes (abstention thresholds are calibrated on it); hybrid results are
 in fused order, so their scores need not decrease.

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fakes import HashEmbedder, make_format_1
-from ingest.catalog import Catalog, match_expression
+from ingest.catalog import Catalog, query_words
 from ingest.common import UsageError
 from ingest.errors import IndexCorruptError
 from ingest.store import open_index
@@ -129,6 +129,36 @@ def test_lexical_search_for_a_class_is_that_class_ranked_alone(texts, query, res
         alone.catalog.close()
 
 
+WORDS = "alpha beta gamma delta orbit vault rye".split()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.lists(st.sampled_from(WORDS), max_size=8), min_size=1, max_size=30),
+    query=st.lists(st.sampled_from("alpha beta gamma zebra orbit".split()), min_size=1, max_size=3),
+    classes=st.lists(st.sampled_from(["*", "group:finance", "user:zoe"]), min_size=30, max_size=30),
+)
+def test_readable_classes_are_ranked_as_one_collection(texts, query, classes):
+    """Texts spread over several permission classes, all readable, rank as the same texts in one class, and that
+    ranking is FTS5's own bm25() with the catalog's column weights."""
+    joined = [" ".join(words) for words in texts]
+    with tempfile.TemporaryDirectory() as scratch:
+        spread = NumberedCatalog(Path(scratch) / "spread.sqlite", joined, dict(enumerate(([c] for c in classes), 1)))
+        one = NumberedCatalog(Path(scratch) / "one.sqlite", joined)
+        got = spread.lexical_search(" ".join(query), 50, readable=lambda p: True)
+        expected = one.lexical_search(" ".join(query), 50)
+        assert [n for n, _ in got] == [n for n, _ in expected]
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-9)
+        [table] = one.catalog._class_tables()
+        fts5 = one.catalog._db.execute(
+            f"SELECT rowid, -bm25({table}, 0.5, 1.0, 1.0) FROM {table} WHERE {table} MATCH ?",
+            (" OR ".join(f'"{word}"' for word in set(query) - {"zebra"}) or '"zebra"',),
+        )
+        assert dict(expected) == pytest.approx({one.number[i]: score for i, score in fts5}, rel=1e-9)
+        spread.catalog.close()
+        one.catalog.close()
+
+
 # Each query is read as plain words: FTS5 operators, column filters, prefixes and quotes in it mean nothing.
 SYNTAX = {
     '"': set(),
@@ -159,7 +189,7 @@ def test_fts_syntax_in_user_input_is_inert(tmp_path):
     catalog = numbered.catalog
     assert catalog.chunk_count() == 4 and fts_ids(catalog) == sorted(numbered.number)
     catalog.close()
-    assert match_expression('a "b" c* NEAR(dd ee) x:y') == '"near" OR "dd" OR "ee"'
+    assert query_words('a "b" c* NEAR(dd ee) x:y') == ["near", "dd", "ee"]
 
 
 def test_fts_syntax_through_the_retriever(tmp_path):
