@@ -50,7 +50,8 @@ def synthetic(n: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return x, q.astype(np.float32)
 
 
-def _timed(fn, queries):
+def timed(fn, queries):
+    """``fn`` run on each query, one at a time: its results, and their p50/p95 latency in milliseconds."""
     times, rows = [], []
     for q in queries:
         start = time.perf_counter()
@@ -63,7 +64,8 @@ def _missing(rows, expected: int) -> float:
     return float(np.mean([expected - len(r) for r in rows]))
 
 
-def _recall(rows, truth) -> float:
+def mean_recall(rows, truth) -> float:
+    """The mean over queries of the share of the true top hits (``truth``) that the query's row holds."""
     hits = [len(set(r.tolist()) & set(t.tolist())) / max(1, len(t)) for r, t in zip(rows, truth)]
     return float(np.mean(hits))
 
@@ -85,7 +87,7 @@ def run_size(n: int, n_queries: int, hnsw: bool = True) -> list[dict]:
         rows.append(row)
         print(_fmt(row), flush=True)
 
-    _, stats = _timed(lambda q: flat.search(q, K)[0][0], queries)
+    _, stats = timed(lambda q: flat.search(q, K)[0][0], queries)
     record("unfiltered", 1.0, stats)
 
     hnsw_index = None
@@ -95,14 +97,14 @@ def run_size(n: int, n_queries: int, hnsw: bool = True) -> list[dict]:
         hnsw_index.add(ids, x)
         print(f"# n={n}: hnsw built in {time.perf_counter() - start:.1f}s", flush=True)
         exact = [flat.search(q, K)[0][0] for q in queries]
-        found, stats = _timed(lambda q: hnsw_index.search(q, K)[0][0], queries)
-        record("hnsw", 1.0, stats, missing=_missing(found, K), recall=_recall(found, exact))
+        found, stats = timed(lambda q: hnsw_index.search(q, K)[0][0], queries)
+        record("hnsw", 1.0, stats, missing=_missing(found, K), recall=mean_recall(found, exact))
 
     rng = np.random.default_rng(1)
     for fraction in sorted(set(FRACTIONS) | set(HNSW_FRACTIONS if hnsw else ())):
         allowed = np.sort(rng.choice(ids, int(n * fraction), replace=False))
         expected = min(K, len(allowed))
-        truth, stats = _timed(lambda q, a=allowed: flat.search(q, K, a)[0][0], queries)  # exact: the ground truth
+        truth, stats = timed(lambda q, a=allowed: flat.search(q, K, a)[0][0], queries)  # exact: the ground truth
         if fraction in FRACTIONS:
             record("filtered", fraction, stats, missing=_missing(truth, expected), recall=1.0)
 
@@ -111,8 +113,10 @@ def run_size(n: int, n_queries: int, hnsw: bool = True) -> list[dict]:
                 _, found = flat._index.search(q[None, :], K, params=faiss.SearchParameters(sel=sel))
                 return found[0][found[0] >= 0]
 
-            found, stats = _timed(batch_search, queries)
-            record("filtered_batch", fraction, stats, missing=_missing(found, expected), recall=_recall(found, truth))
+            found, stats = timed(batch_search, queries)
+            record(
+                "filtered_batch", fraction, stats, missing=_missing(found, expected), recall=mean_recall(found, truth)
+            )
             permitted = np.zeros(n + 1, dtype=bool)
             permitted[allowed] = True
             for fetch_k in (20, 100):
@@ -121,17 +125,21 @@ def run_size(n: int, n_queries: int, hnsw: bool = True) -> list[dict]:
                     got = flat.search(q, fetch_k)[0][0]
                     return got[permitted[got]][:K]
 
-                found, stats = _timed(post, queries)
+                found, stats = timed(post, queries)
                 record(
-                    f"post_{fetch_k}", fraction, stats, missing=_missing(found, expected), recall=_recall(found, truth)
+                    f"post_{fetch_k}",
+                    fraction,
+                    stats,
+                    missing=_missing(found, expected),
+                    recall=mean_recall(found, truth),
                 )
         if hnsw_index is not None:
             for variant, on, cutoff in (("hnsw", False, 0.0), ("hnsw_exact", True, 1.01), ("hnsw_auto", True, None)):
                 hnsw_index.exact_fallback = on
                 hnsw_index.fallback_fraction = EXACT_FALLBACK_FRACTION if cutoff is None else cutoff
                 hnsw_index.fallback_min_ids = EXACT_FALLBACK_MIN_IDS if cutoff is None else 0
-                found, stats = _timed(lambda q, a=allowed: hnsw_index.search(q, K, a)[0][0], queries)
-                record(variant, fraction, stats, missing=_missing(found, expected), recall=_recall(found, truth))
+                found, stats = timed(lambda q, a=allowed: hnsw_index.search(q, K, a)[0][0], queries)
+                record(variant, fraction, stats, missing=_missing(found, expected), recall=mean_recall(found, truth))
     return rows
 
 

@@ -16,25 +16,26 @@ K = 10
 D = 384
 
 
-def _timed(fn, queries):
-    times, rows = [], []
-    for q in queries:
-        start = time.perf_counter()
-        rows.append(fn(q))
-        times.append((time.perf_counter() - start) * 1e3)
-    return rows, float(np.percentile(times, 50)), float(np.percentile(times, 95))
-
-
-def _recall(rows, truth) -> float:
-    return float(np.mean([len(set(r.tolist()) & set(t.tolist())) / max(1, len(t)) for r, t in zip(rows, truth)]))
-
-
 def run(sizes: list[int], n_queries: int = 100, hnsw_max: int = 200_000, log=print) -> list[dict]:
     from ingest.vectors import VectorIndex
 
-    from .bench_filter import synthetic
+    from .bench_filter import mean_recall, synthetic, timed
 
     out: list[dict] = []
+
+    def measure(search, queries, truth, expected: int, **labels) -> None:
+        """Time ``search`` over ``queries``; log and keep a row of ``labels``, the latency, recall@10 against
+        ``truth`` and ``full`` (the share of queries that got ``expected`` results or more)."""
+        found, latency = timed(search, queries)
+        row = {
+            **labels,
+            **latency,
+            "recall_at_10": mean_recall(found, truth),
+            "full": float(np.mean([len(r) >= expected for r in found])),
+        }
+        out.append(row)
+        log(_fmt(row))
+
     for n in sizes:
         x, queries = synthetic(n, n_queries)
         ids = np.arange(1, n + 1, dtype=np.int64)
@@ -58,18 +59,15 @@ def run(sizes: list[int], n_queries: int = 100, hnsw_max: int = 200_000, log=pri
             for f in (None, 0.10, 0.01):
                 allowed = None if f is None else permitted[f]
                 expected = K if f is None else min(K, len(allowed))
-                found, p50, p95 = _timed(lambda q, a=allowed, ix=index: ix.search(q, K, a)[0][0], queries)
-                row = {
-                    "n": n,
-                    "kind": kind,
-                    "permitted": 1.0 if f is None else f,
-                    "p50_ms": p50,
-                    "p95_ms": p95,
-                    "recall_at_10": _recall(found, truth[f]),
-                    "full": float(np.mean([len(r) >= expected for r in found])),
-                }
-                out.append(row)
-                log(_fmt(row))
+                measure(
+                    lambda q, a=allowed, ix=index: ix.search(q, K, a)[0][0],
+                    queries,
+                    truth[f],
+                    expected,
+                    n=n,
+                    kind=kind,
+                    permitted=1.0 if f is None else f,
+                )
         for f, allowed in permitted.items():
             mask = np.zeros(n + 1, dtype=bool)
             mask[allowed] = True
@@ -78,18 +76,7 @@ def run(sizes: list[int], n_queries: int = 100, hnsw_max: int = 200_000, log=pri
                 got = flat.search(q, 2 * K)[0][0]
                 return got[mask[got]][:K]
 
-            found, p50, p95 = _timed(post, queries)
-            row = {
-                "n": n,
-                "kind": "post_filter(flat top-20)",
-                "permitted": f,
-                "p50_ms": p50,
-                "p95_ms": p95,
-                "recall_at_10": _recall(found, truth[f]),
-                "full": float(np.mean([len(r) >= K for r in found])),
-            }
-            out.append(row)
-            log(_fmt(row))
+            measure(post, queries, truth[f], K, n=n, kind="post_filter(flat top-20)", permitted=f)
         del indexes, flat, x
     return out
 

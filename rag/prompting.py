@@ -91,14 +91,18 @@ def extractive_prompt(question: str, passages: list[Passage]) -> str:
 
 def extractive_query(question: str, passages: list[Passage]) -> str:
     """The variable end of ``extractive_prompt``: this question and its sentences."""
-    blocks = ["Passages:", format_passages(passages), f"Question: {' '.join(question.split())}", "Answer:"]
-    return "\n".join(blocks)
+    return _question_block(question, passages)
 
 
 def extractive_prefix() -> str:
     """The fixed start of ``extractive_prompt`` (instructions and examples); generators cache its KV once."""
-    blocks = [EXTRACTIVE_INSTRUCTIONS, ""]
-    for example_passages, example_question, example_answer in _EXTRACTIVE_EXAMPLES:
+    return _few_shot_block(EXTRACTIVE_INSTRUCTIONS, _EXTRACTIVE_EXAMPLES)
+
+
+def _few_shot_block(instructions: str, examples: list) -> str:
+    """The fixed start of a few-shot prompt: the instructions, then each example's passages, question and answer."""
+    blocks = [instructions, ""]
+    for example_passages, example_question, example_answer in examples:
         numbered = [Passage(i + 1, s, t) for i, (s, t) in enumerate(example_passages)]
         blocks += [
             "Passages:",
@@ -108,6 +112,12 @@ def extractive_prefix() -> str:
             "",
         ]
     return "\n".join(blocks) + "\n"
+
+
+def _question_block(question: str, passages: list[Passage]) -> str:
+    """The variable end of a few-shot prompt: the numbered passages, the question and "Answer:" to complete."""
+    blocks = ["Passages:", format_passages(passages), f"Question: {' '.join(question.split())}", "Answer:"]
+    return "\n".join(blocks)
 
 
 @dataclass(frozen=True)
@@ -122,18 +132,7 @@ def format_passages(passages: list[Passage]) -> str:
 
 
 def completion_prompt(question: str, passages: list[Passage]) -> str:
-    blocks = [INSTRUCTIONS, ""]
-    for example_passages, example_question, example_answer in _EXAMPLES:
-        numbered = [Passage(i + 1, s, t) for i, (s, t) in enumerate(example_passages)]
-        blocks += [
-            "Passages:",
-            format_passages(numbered),
-            f"Question: {example_question}",
-            f"Answer: {example_answer}",
-            "",
-        ]
-    blocks += ["Passages:", format_passages(passages), f"Question: {' '.join(question.split())}", "Answer:"]
-    return "\n".join(blocks)
+    return _few_shot_block(INSTRUCTIONS, _EXAMPLES) + _question_block(question, passages)
 
 
 def chat_content(question: str, passages: list[Passage]) -> str:

@@ -110,6 +110,22 @@ class QuoteGenerator:
         return ["".join(self.stream(p, max_new_tokens, stop, prefix)) for p in prompts]
 
 
+def write(folder: Path, name: str, text: str) -> Path:
+    """Write ``text`` to ``folder/name``, making the folders it needs."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def bump(path: Path, text: str) -> None:
+    """Rewrite ``path`` with ``text`` and a modification time a second later, so that an edit made within the same
+    second as the last index run is seen as one."""
+    path.write_text(text)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
 def make_format_1(index_dir: Path) -> None:
     """Turn the live generation into what docrag with FORMAT_VERSION 1 wrote: no keyword table."""
     from ingest.store import CATALOG_FILE, current_generation

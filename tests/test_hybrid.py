@@ -1,6 +1,5 @@
 """Hybrid retrieval: the catalog's FTS5 keyword index, its permission filter, and BM25 + dense fusion (HashEmbedder)."""
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes import HashEmbedder, make_format_1
+from fakes import HashEmbedder, bump, make_format_1, write
 from ingest.catalog import Catalog, query_words
 from ingest.common import UsageError
 from ingest.errors import IndexCorruptError
@@ -17,15 +16,6 @@ from ingest.store import open_index
 from ingest.sync import index_folder
 from ingest.types import Chunk
 from rag.retrieval import Retriever, reciprocal_rank_fusion
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    stat = path.stat()  # a distinct mtime, so an edit within the same second is seen as one
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    return path
 
 
 class NumberedCatalog:
@@ -80,7 +70,7 @@ def test_keyword_index_follows_the_chunks_through_incremental_runs(tmp_path):
     assert found == by_source["animals.txt"]
     found, by_source = lexical("travel policy")  # the file name, as words, is indexed with each chunk
     assert found == by_source["travel-policy_2031.md"]
-    write(docs, "animals.txt", "The wombat digs burrows in Tasmania.")
+    bump(docs / "animals.txt", "The wombat digs burrows in Tasmania.")
     (docs / "recipes/bread.md").unlink()
     index_folder(docs, index_dir, embedder)
     found, by_source = lexical("quokka rottnest knead rye dough")

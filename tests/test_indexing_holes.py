@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import ingest.embedding
 import ingest.sync
 import rag.retrieval
-from fakes import HashEmbedder
+from fakes import HashEmbedder, write
 from ingest.common import ModelLoadError, UsageError
 from ingest.discovery import is_case_insensitive, read_inside, walk
 from ingest.errors import IndexCorruptError, IndexWriteError, LoadError, PolicyError
@@ -37,13 +37,6 @@ path = "finance/**"
 allow = ["group:finance"]
 """
 SECRET = "The secret merger codename is Bluefalcon and the price is 91 million."
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The long-context system: the asking user's permitted documents in the prompt, or a reason why not."""
 
 from eval import long_context
-from fakes import HashEmbedder
+from fakes import HashEmbedder, write
 from ingest.sync import index_folder
 from rag.answer import IDK
 from rag.retrieval import Retriever
@@ -41,9 +41,8 @@ def _retriever(tmp_path):
         "finance/budget.txt": "The 2031 budget for the lighthouse project is 4.2 million kroner.",
     }
     for name, text in files.items():
-        (docs / name).parent.mkdir(parents=True, exist_ok=True)
-        (docs / name).write_text(text)
-    (docs / ".rag-acl.toml").write_text(POLICY)
+        write(docs, name, text)
+    write(docs, ".rag-acl.toml", POLICY)
     embedder = HashEmbedder()
     index_folder(docs, tmp_path / "idx", embedder)
     return Retriever(tmp_path / "idx", embedder=embedder)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakes import HashEmbedder
+from fakes import HashEmbedder, write
 from ingest.store import current_generation, open_index
 from ingest.sync import index_folder
 
@@ -28,11 +28,6 @@ def local_ray():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         yield
         ray.shutdown()
-
-
-def write(folder: Path, name: str, text: str) -> None:
-    (folder / name).parent.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(text)
 
 
 @pytest.fixture

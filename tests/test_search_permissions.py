@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from fakes import HashEmbedder
+from fakes import HashEmbedder, write
 from ingest.store import open_index
 from ingest.sync import index_folder
 from rag.retrieval import Retriever
@@ -40,9 +40,8 @@ def corpus(tmp_path):
         "misc/unruled.txt": "This note about the budget matches no rule and stays hidden.",
     }
     for name, text in files.items():
-        (docs / name).parent.mkdir(parents=True, exist_ok=True)
-        (docs / name).write_text(text)
-    (docs / ".rag-acl.toml").write_text(POLICY)
+        write(docs, name, text)
+    write(docs, ".rag-acl.toml", POLICY)
     return docs
 
 

@@ -1,4 +1,3 @@
-import os
 import subprocess
 import sys
 import textwrap
@@ -6,19 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from fakes import HashEmbedder
+from fakes import HashEmbedder, bump, write
 from ingest.common import EmbedderMismatchError
 from ingest.errors import IndexBusyError, IndexCorruptError
 from ingest.store import open_index, writer_lock
 from ingest.sync import index_folder
 from rag.retrieval import Retriever
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture
@@ -28,12 +20,6 @@ def folder(tmp_path):
     write(docs, "guide/space.md", "# Space\n\nThe probe Vireo-9 reached orbit in March 2031.")
     write(docs, "recipes/bread.md", "# Bread\n\nKnead the rye dough for twelve minutes before proving.")
     return docs
-
-
-def bump(path: Path, text: str) -> None:
-    path.write_text(text)
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
 
 
 def test_first_run_then_noop_embeds_nothing(folder, tmp_path):

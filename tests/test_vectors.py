@@ -21,6 +21,17 @@ def brute_force(ids, vectors, query, k, allowed=None):
     return ids[mask][order], scores[order]
 
 
+def random_hnsw(seed: int, n: int):
+    """An HNSW index of ``n`` random 32-d unit vectors with ids 0..n-1; also its ids, its vectors and the random
+    generator, to draw queries and permitted sets from."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(n, dtype=np.int64)
+    vectors = unit(rng, n, 32)
+    index = VectorIndex.create(32, "hnsw")
+    index.add(ids, vectors)
+    return index, ids, vectors, rng
+
+
 @pytest.fixture
 def data():
     rng = np.random.default_rng(7)
@@ -77,11 +88,7 @@ def test_empty_permitted_set_and_empty_index(kind, data):
 
 
 def test_hnsw_fallback_keeps_results_full_under_a_small_permitted_set():
-    rng = np.random.default_rng(3)
-    ids = np.arange(3000, dtype=np.int64)
-    vectors = unit(rng, 3000, 32)
-    index = VectorIndex.create(32, "hnsw")
-    index.add(ids, vectors)
+    index, ids, vectors, rng = random_hnsw(3, 3000)
     allowed = np.sort(rng.choice(ids, 30, replace=False))  # 1% permitted
     queries = unit(rng, 20, 32)
     found, scores = index.search(queries, 10, allowed)
@@ -140,11 +147,7 @@ def test_unknown_kind_lists_the_valid_ones():
 
 
 def test_hnsw_above_the_cut_off_is_still_full():
-    rng = np.random.default_rng(11)
-    ids = np.arange(2000, dtype=np.int64)
-    vectors = unit(rng, 2000, 32)
-    index = VectorIndex.create(32, "hnsw")
-    index.add(ids, vectors)
+    index, ids, _, rng = random_hnsw(11, 2000)
     index.fallback_fraction, index.fallback_min_ids = 0.0, 0  # only the per-row safety net
     allowed = np.sort(rng.choice(ids, 12, replace=False))
     found, _ = index.search(unit(rng, 30, 32), 10, allowed)
