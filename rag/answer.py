@@ -34,10 +34,20 @@ STOP = ("\n", "Question:", "Passages:")
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
 
-def answer_question(retriever, generator, question: str, *args, **kwargs) -> Answer:
-    """Answer ``question`` from what ``user`` may read; ``Answer.abstained`` with "I don't know." otherwise. The
-    arguments after ``question`` are ``answer_with_details``'s, which this forwards so that the two cannot drift."""
-    return answer_with_details(retriever, generator, question, *args, **kwargs)[0]
+def answer_question(
+    retriever,
+    generator,
+    question: str,
+    user: str | None = None,
+    k: int = DEFAULT_K,
+    max_new_tokens: int | None = None,
+    on_token: Callable[[str], None] | None = None,
+    min_score: float | None = None,
+    reader=None,
+) -> Answer:
+    """Answer ``question`` from what ``user`` may read; ``Answer.abstained`` with "I don't know." otherwise.
+    ``max_new_tokens``: the longest answer in tokens; ``None`` keeps the reader's own limit."""
+    return answer_with_details(retriever, generator, question, user, k, max_new_tokens, on_token, min_score, reader)[0]
 
 
 def answer_with_details(
@@ -52,8 +62,7 @@ def answer_with_details(
     reader=None,
 ) -> tuple[Answer, ReadResult]:
     """``answer_question`` plus the reader's result, whose ``signals`` (retrieval score, sentence score, answer
-    log-probabilities, ...) are what abstention thresholds are calibrated on. ``max_new_tokens``: the longest answer
-    in tokens; ``None`` keeps the reader's own limit."""
+    log-probabilities, ...) are what abstention thresholds are calibrated on."""
     started = time.perf_counter()
     results: list[SearchResult] = retriever.search(question, k=k, user=user)
     retrieved = time.perf_counter()
