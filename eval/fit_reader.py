@@ -171,11 +171,12 @@ def threshold_curve(choice: Choice, holdout: list[dict]) -> list[dict]:
 def fit_main(args) -> int:
     from ingest.common import cache_dir
     from ingest.embedding import DEFAULT_EMBEDDER
-    from rag.generation import DEFAULT_GENERATOR
+    from rag.generation import resolve_model
 
     from .reader_data import load_rows, rows_path
 
-    embedder, generator = args.embedder or DEFAULT_EMBEDDER, args.generator or DEFAULT_GENERATOR
+    # the name the generator's rows were recorded under: the bundled model's, or a local folder's absolute path
+    embedder, generator = args.embedder or DEFAULT_EMBEDDER, resolve_model(args.generator)[0]
     pattern = rows_path(embedder, generator, args.seed, "0/1").name.replace("0of1", "*")
     paths = sorted(cache_dir("calibrate").glob(pattern))
     from corpora import bundled_corpus

@@ -68,7 +68,7 @@ def run_eval(options: EvalOptions) -> dict:
     from ingest.embedding import load_embedder
     from ingest.policy import find_policy
     from ingest.sync import index_folder
-    from rag.generation import HFGenerator, inference_dtype, load_causal_lm, load_generator
+    from rag.generation import TRAINED_TO_READ, HFGenerator, inference_dtype, load_causal_lm, load_generator
     from rag.llm_server import is_server_url
     from rag.retrieval import Retriever
 
@@ -160,6 +160,7 @@ def run_eval(options: EvalOptions) -> dict:
         )
         # merged into a copy of the base weights, in the base's precision: reading costs what the base's costs
         raft_model = raft_model.merge_and_unload().to(next(base_model.parameters()).dtype)
+        setattr(raft_model.config, TRAINED_TO_READ, True)
         raft = HFGenerator(raft_model, raft_tokenizer, "raft")
         report["raft_training"] = dict(raft_training, reading_examples=len(examples))
 

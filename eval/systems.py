@@ -84,8 +84,9 @@ class OracleRetriever:
 
 
 def raft_reader(generator: HFGenerator, retriever):
-    """The extractive reader for a generator with the reading adapter: trained on the prompt without examples."""
-    return ExtractiveReader(generator, retriever.embedder.embed, few_shot=False)
+    """The extractive reader for a generator with a RAFT reading adapter (``trained_to_read``: no few-shot
+    examples), with the hand-set ``ReaderConfig()``: no settings are calibrated for an adapter trained per run."""
+    return ExtractiveReader(generator, retriever.embedder.embed)
 
 
 def recall_at_k(retriever, question: str, source: str | None, user: str | None, k: int) -> float | None:

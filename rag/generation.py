@@ -27,6 +27,8 @@ from .types import Generator
 
 DEFAULT_GENERATOR = BUNDLED_MODEL
 _DEFAULT_ALIASES = {DEFAULT_GENERATOR, "gemma3-270m", "default", "google/gemma-3-270m"}
+# A key in a model's config.json: True when the weights were trained on the extractive reader's prompt
+TRAINED_TO_READ = "docrag_trained_to_read"
 
 
 class Extraction(NamedTuple):
@@ -108,6 +110,9 @@ class HFGenerator(Generator):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        # Weights trained on the extractive reader's prompt (eval.raft's adapter, eval.reading_adapter's model) say so
+        # in their config; the reader then shows them no few-shot examples, as in training
+        self.trained_to_read = bool(getattr(model.config, TRAINED_TO_READ, False))
         self.context_window = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self.has_chat_template = bool(getattr(tokenizer, "chat_template", None))
         # transformers 5 renamed the cache argument; accept either so user-supplied versions keep working.

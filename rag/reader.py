@@ -191,12 +191,12 @@ class ExtractiveReader:
         embed,
         settings: ReaderSettings | None = None,
         max_new_tokens: int = 16,
-        few_shot: bool = True,
         observe: bool = False,
     ) -> None:
         self.generator = generator
-        # False for a generator trained on this reading prompt (eval.raft's adapter): no examples in front of it
-        self.few_shot = few_shot
+        # A generator trained on this reading prompt (the shipped reading adapter, eval.raft's) reads it as trained:
+        # with no examples in front of it
+        self.few_shot = not getattr(generator, "trained_to_read", False)
         self.embed = embed
         self.settings = settings or ReaderSettings()
         self.max_new_tokens = max_new_tokens

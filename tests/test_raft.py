@@ -84,7 +84,75 @@ class _RecordingGenerator:
 def test_the_adapter_reads_without_few_shot_examples():
     result = SearchResult(1, 0.9, "fleet/skarv.md", 0, TEXTS["fleet/skarv.md"], 0, 10)
     embed = HashEmbedder().embed
-    for few_shot, expected in ((True, extractive_prefix()), (False, "")):
+    for trained_to_read, expected in ((False, extractive_prefix()), (True, "")):
         generator = _RecordingGenerator()
-        ExtractiveReader(generator, embed, few_shot=few_shot).read("When was the Skarv launched?", [result])
+        generator.trained_to_read = trained_to_read
+        ExtractiveReader(generator, embed).read("When was the Skarv launched?", [result])
         assert generator.prefixes and set(generator.prefixes) == {expected}
+
+
+def _squad(questions):
+    context = (
+        "The Skarv was launched on 9 March 2029 in Alesund. Her home port is Brennvik. "
+        "The hull was built by Kvitsand Yards for NOK 240 million."
+    )
+    return {"data": [{"title": "Skarv", "paragraphs": [{"context": context, "qas": questions}]}]}
+
+
+def test_question_reading_examples_show_the_answers_sentence_and_teach_unknown_on_adversarial_twins():
+    from eval.reading_adapter import question_reading_examples
+
+    data = _squad(
+        [
+            {"id": "a", "question": "Where was the Skarv launched?", "answers": [{"text": "Alesund"}]},
+            {
+                "id": "u",
+                "question": "Who bought the Skarv's hull?",
+                "answers": [],
+                "is_impossible": True,
+                "plausible_answers": [{"text": "Kvitsand Yards"}],
+            },
+            # an answer that spans two sentences: the constrained decoder could not produce it, so no example
+            {"id": "x", "question": "What happened?", "answers": [{"text": "Alesund. Her home port"}]},
+        ]
+    )
+    examples = {e.target.strip(): e.prompt for e in question_reading_examples(data, ["Skarv"], seed=1, limit=10)}
+    assert set(examples) == {"Alesund", UNKNOWN}
+    assert "launched on 9 March 2029 in Alesund" in examples["Alesund"]
+    assert "Question: Where was the Skarv launched?" in examples["Alesund"]
+    assert "built by Kvitsand Yards" in examples[UNKNOWN]  # the sentence that looks like it answers
+    assert question_reading_examples(data, ["Another article"], seed=1, limit=10) == []
+
+
+def test_demo_reading_examples_come_from_the_train_split_only():
+    from corpora import bundled_corpus
+    from eval.qa import load_qa
+    from eval.reading_adapter import DEMO_ROUNDS, demo_reading_examples
+
+    corpus = bundled_corpus()
+    qa = corpus.parent / "acme-qa.jsonl"
+    examples = demo_reading_examples(corpus, qa, ("train",), seed=0)
+    items = load_qa(qa)
+    train = {q.question for q in items if q.split == "train" and q.answerable}
+    held_out = {q.question for q in items if q.split != "train"}
+    asked = {e.prompt.rsplit("Question: ", 1)[1].removesuffix("\nAnswer:") for e in examples}
+    assert asked <= train and not asked & held_out and len(examples) <= DEMO_ROUNDS * len(train)
+    for example in examples:  # the target is quoted verbatim from a passage shown
+        assert example.target.strip() in example.prompt.split("\nQuestion: ")[0]
+
+
+def test_a_model_whose_config_says_it_was_trained_to_read_is_read_without_examples():
+    from types import SimpleNamespace
+
+    from rag.generation import TRAINED_TO_READ, HFGenerator
+
+    class Model:
+        def __init__(self, **config):
+            self.config = SimpleNamespace(max_position_embeddings=2048, **config)
+
+        def forward(self, input_ids, past_key_values=None):
+            raise AssertionError("not called")
+
+    tokenizer = SimpleNamespace(chat_template=None)
+    assert HFGenerator(Model(**{TRAINED_TO_READ: True}), tokenizer, "reading").trained_to_read
+    assert not HFGenerator(Model(), tokenizer, "base").trained_to_read
