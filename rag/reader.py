@@ -194,8 +194,8 @@ class ExtractiveReader:
         observe: bool = False,
     ) -> None:
         self.generator = generator
-        # A generator trained on this reading prompt (the shipped reading adapter, eval.raft's) reads it as trained:
-        # with no examples in front of it
+        # A model trained on this reading prompt (eval.raft's adapter, eval.reading_adapter's model) reads it as it
+        # was trained: with no examples in front of it
         self.few_shot = not getattr(generator, "trained_to_read", False)
         self.embed = embed
         self.settings = settings or ReaderSettings()

@@ -156,3 +156,20 @@ def test_a_model_whose_config_says_it_was_trained_to_read_is_read_without_exampl
     tokenizer = SimpleNamespace(chat_template=None)
     assert HFGenerator(Model(**{TRAINED_TO_READ: True}), tokenizer, "reading").trained_to_read
     assert not HFGenerator(Model(), tokenizer, "base").trained_to_read
+
+
+def test_the_reading_adapter_builder_refuses_bad_arguments_by_name(tmp_path, capsys):
+    import pytest
+
+    from eval.reading_adapter import main
+
+    pool = tmp_path / "pool.json"
+    pool.write_text('{"data": []}')
+    for argv, named in (
+        (["--pool", str(tmp_path / "missing.json.gz")], "--pool"),
+        (["--pool", str(pool), "--examples", "5"], "--examples"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--out", str(tmp_path / "out")])
+        assert exit_.value.code == 2 and named in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
