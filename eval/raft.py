@@ -91,14 +91,14 @@ def reading_examples(chunks, seed: int = 0, limit: int = 600) -> list[Example]:
             if swapped is None:
                 kind = "answerable"
             else:
-                examples.append(_example(swapped, [unit, *distractors], UNKNOWN, rng))
+                examples.append(reading_example(swapped, [unit, *distractors], UNKNOWN, rng))
         if kind == "absent":
             shown = distractors or rng.sample(others, min(len(others), 1))
             if not shown:
                 continue
-            examples.append(_example(question, shown, UNKNOWN, rng))
+            examples.append(reading_example(question, shown, UNKNOWN, rng))
         if kind == "answerable":
-            examples.append(_example(question, [unit, *distractors], target, rng))
+            examples.append(reading_example(question, [unit, *distractors], target, rng))
         counts[kind] += 1
     return examples
 
@@ -109,7 +109,9 @@ def _kind_with_room(counts: dict[str, int], rng: random.Random) -> str:
     return rng.choice(behind) if behind else "answerable"
 
 
-def _example(question: str, units: list[Unit], answer: str, rng: random.Random) -> Example:
+def reading_example(question: str, units: list[Unit], answer: str, rng: random.Random) -> Example:
+    """One training example in the extractive reader's own prompt (no few-shot examples): ``units`` in a shuffled
+    order, so that the answer's sentence is not always first; the target is ``answer`` (or "unknown")."""
     shown = list(units)
     rng.shuffle(shown)
     passages = [Passage(n, u.context, u.text) for n, u in enumerate(shown, start=1)]

@@ -27,10 +27,10 @@ from rag.reader import split_units
 from rag.text import segments
 
 from .lora import Example
-from .raft import MAX_DISTRACTORS, _example, reading_settings
+from .raft import MAX_DISTRACTORS, reading_example, reading_settings
 
 # Answerable share of the examples from real questions. The pool is about half unanswerable; an adapter trained on
-# mostly-"unknown" examples learnt to abstain on almost everything (above), and the reader's learned gate is the
+# mostly-"unknown" examples learnt to abstain on almost everything (eval/raft.py), and the reader's learned gate is the
 # second line of defence against false answers, so the examples lean towards answering.
 REAL_ANSWERABLE_SHARE = 0.6
 # The demo corpus's split the adapter also learns from (its dev split stays out: calibration predicts it out of
@@ -74,7 +74,7 @@ def question_reading_examples(data: dict, titles: list[str], seed: int = 0, limi
                     continue  # an answer across sentences, or one the constrained decoder could not produce
                 others = [u for u in units if u is not holding[0]]
                 shown = [holding[0], *rng.sample(others, min(len(others), rng.randint(0, MAX_DISTRACTORS)))]
-                example = _example(qa["question"], shown, UNKNOWN if impossible else span, rng)
+                example = reading_example(qa["question"], shown, UNKNOWN if impossible else span, rng)
                 (unanswerable if impossible else answerable).append(example)
     rng.shuffle(answerable)
     rng.shuffle(unanswerable)
@@ -116,11 +116,11 @@ def demo_reading_examples(corpus: Path, qa: Path, splits: tuple[str, ...], seed:
         others = [u for u in units if u is not holding]
         for _ in range(DEMO_ROUNDS):
             shown = [holding, *rng.sample(others, min(len(others), rng.randint(0, MAX_DISTRACTORS)))]
-            examples.append(_example(item.question, shown, alias, rng))
+            examples.append(reading_example(item.question, shown, alias, rng))
     return examples
 
 
-def build(pool: Path, out: Path, examples_wanted: int, seed: int, progress: bool = True) -> dict:
+def build(pool: Path, out: Path, examples_wanted: int, seed: int, command: str, progress: bool = True) -> dict:
     """Train the adapter on the pool's training articles and the demo's train split; write the merged model, its
     tokenizer and how it was made (``training.json``) to ``out``."""
     import torch
@@ -148,7 +148,7 @@ def build(pool: Path, out: Path, examples_wanted: int, seed: int, progress: bool
     merged.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     record = {
-        "command": " ".join(["python -m eval.reading_adapter", *sys.argv[1:]]),
+        "command": command,
         "pool": pool.name,
         "training_articles": articles,
         "demo_splits": list(DEMO_SPLITS),
@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--pool {args.pool} does not exist; point it at train-20articles.json.gz")
     if args.examples < 10:
         parser.error(f"--examples {args.examples} is too few to train on; give 10 or more")
-    record = build(args.pool, args.out, args.examples, args.seed)
+    command = " ".join(["python -m eval.reading_adapter", *(sys.argv[1:] if argv is None else argv)])
+    record = build(args.pool, args.out, args.examples, args.seed, command)
     print(json.dumps(record["training"], indent=2))
     print(f"Wrote {args.out}; use it as --generator {args.out}", file=sys.stderr)
     return 0
