@@ -1,9 +1,12 @@
 """A LangChain ``BaseRetriever`` over docrag, bound to one user (``pip install "docrag[langchain]"``).
 
-from rag.integrations.langchain import DocragRetriever
+    from rag.integrations.langchain import DocragRetriever
 
-retriever = DocragRetriever.from_index_dir(".rag", user="alice", k=5)
-docs = retriever.invoke("What is the per diem for Oslo?")  # Documents alice may read, best first
+    retriever = DocragRetriever.from_index_dir(".rag", user="alice", k=5)
+    docs = retriever.invoke("What is the per diem for Oslo?")  # Documents alice may read, best first
+
+It returns what ``rag search --user alice`` would, as LangChain ``Document``s: the permission filter runs inside
+the search.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """A LlamaIndex ``BaseRetriever`` over docrag, bound to one user (``pip install "docrag[llamaindex]"``).
 
-from rag.integrations.llamaindex import DocragRetriever
+    from rag.integrations.llamaindex import DocragRetriever
 
-retriever = DocragRetriever.from_index_dir(".rag", user="alice", k=5)
-nodes = retriever.retrieve("What is the per diem for Oslo?")  # NodeWithScore, best first
+    retriever = DocragRetriever.from_index_dir(".rag", user="alice", k=5)
+    nodes = retriever.retrieve("What is the per diem for Oslo?")  # NodeWithScore, best first
+
+It returns what ``rag search --user alice`` would, as LlamaIndex nodes: the permission filter runs inside
+the search.
 """
 
 from __future__ import annotations
