@@ -15,10 +15,8 @@ import argparse
 import json
 import random
 import sqlite3
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,13 +48,10 @@ def build_catalog(path: Path, readable_chunks: int, restricted_chunks: int, seed
 
 
 def median_ms(lookup: Callable[[], object], runs: int) -> float:
+    from .bench_filter import timed  # the search benchmarks' per-query timer; p50 is the median
+
     lookup()  # warm the page cache and the connection's scratch tables
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        lookup()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return timed(lambda _: lookup(), range(runs))[1]["p50_ms"]
 
 
 def run(readable_chunks: int, restricted_chunks: int, runs: int) -> dict:
