@@ -59,6 +59,7 @@ class EvalOptions:
     progress: bool = False
     probes: list[str] = field(default_factory=lambda: ["privacy", "freshness", "forgetting"])
     tune: bool = False  # choose LoRA's rank and learning rate on the dev split first (three extra trainings)
+    epochs: int | None = None  # most epochs a fine-tune trains (default 6, 2 with quick): a GPU affords more
 
 
 def run_eval(options: EvalOptions) -> dict:
@@ -140,7 +141,7 @@ def run_eval(options: EvalOptions) -> dict:
         report["learned"] = {"closed_book": learned(base, data, limit)}
         for variant in wanted:
             say(f"Fine-tuning (or loading the cached) {variant} on the augmented documents ...")
-            settings = settings_for(variant, options.seed, options.quick, lora_choice)
+            settings = settings_for(variant, options.seed, options.quick, lora_choice, options.epochs)
             model, variant_tokenizer, stats = trained_model(options.generator, data, settings, options.progress)
             if hasattr(model, "merge_and_unload"):  # a LoRA answers as one merged model, like the others
                 model = model.merge_and_unload()

@@ -33,8 +33,12 @@ def replay_passages() -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def settings_for(variant: str, seed: int, quick: bool, lora: dict | None = None) -> FinetuneSettings:
-    epochs = QUICK_EPOCHS if quick else FULL_EPOCHS
+def settings_for(
+    variant: str, seed: int, quick: bool, lora: dict | None = None, epochs: int | None = None
+) -> FinetuneSettings:
+    """``epochs`` caps training (default FULL_EPOCHS, QUICK_EPOCHS with ``quick``); the held-out paraphrases can
+    still stop it earlier."""
+    epochs = epochs or (QUICK_EPOCHS if quick else FULL_EPOCHS)
     if variant == "lora":
         return FinetuneSettings(method="lora", seed=seed, max_epochs=epochs, **(lora or LORA_DEFAULT))
     if variant == "full_ft":

@@ -453,6 +453,13 @@ def ask(question, index_dir, user, k, generator, api_key_env, embedder, retrieva
 @click.option(
     "--tune", is_flag=True, help="Choose LoRA's rank and learning rate on the QA set's dev split first (slower)."
 )
+@click.option(
+    "--epochs",
+    type=click.IntRange(1, None),
+    default=None,
+    help="Train each fine-tune for at most this many epochs (default 6, 2 with --quick); it still stops early "
+    "when its held-out paraphrases stop improving. A GPU affords more.",
+)
 @click.option("--progress", is_flag=True, help="Report each stage on stderr (default: only on a terminal).")
 @click.option("--embedder", default=None, help="Embedder for the retrieval systems. Default: the bundled MiniLM.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling, training and bootstrap.")
@@ -471,6 +478,7 @@ def eval_command(
     generator,
     api_key_env,
     tune,
+    epochs,
     progress,
     embedder,
     seed,
@@ -496,6 +504,7 @@ def eval_command(
         seed=seed,
         max_questions=max_questions,
         tune=tune,
+        epochs=epochs,
         progress=progress or sys.stderr.isatty(),
     )
     report = run_eval(options)

@@ -7,6 +7,7 @@ from eval.finetune import FinetuneSettings, answer_scores, finetune
 from eval.lora import Example, closed_book_prompt
 from eval.metrics import wilson_interval
 from eval.report_training import learned_section
+from eval.variants import FULL_EPOCHS, QUICK_EPOCHS, settings_for
 
 
 def test_wilson_interval_is_sound_at_the_edges():
@@ -15,6 +16,14 @@ def test_wilson_interval_is_sound_at_the_edges():
     assert high == 1.0 and 0.6 < low < 0.75
     low, high = wilson_interval(5, 10)
     assert low < 0.5 < high
+
+
+def test_epochs_cap_every_variant_and_default_to_the_recipe():
+    assert settings_for("lora", 0, quick=False).max_epochs == FULL_EPOCHS
+    assert settings_for("full_ft", 0, quick=True).max_epochs == QUICK_EPOCHS
+    for variant in ("lora", "full_ft"):
+        settings = settings_for(variant, 0, quick=True, epochs=20)
+        assert settings.max_epochs == 20 and settings.patience == 1  # the held-out stop still applies
 
 
 def _report(train_accuracy: float) -> dict:
