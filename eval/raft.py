@@ -81,7 +81,7 @@ def reading_examples(chunks, seed: int = 0, limit: int = 600) -> list[Example]:
         others = [u for u in units_by_doc[doc] if u is not unit and target not in u.text]
         if len(others) < MAX_DISTRACTORS:  # a short document: borrow from anywhere
             others += [u for _, u in rng.sample(pool, min(len(pool), 8)) if u is not unit and target not in u.text]
-        distractors = rng.sample(others, min(len(others), rng.randint(0, MAX_DISTRACTORS)))
+        distractors = sample_distractors(others, rng)
         kind = _kind_with_room(counts, rng)
         if kind == "swapped":
             # a term of the same document first: "2031" for "2029" is a near miss, another article's name is not
@@ -107,6 +107,11 @@ def _kind_with_room(counts: dict[str, int], rng: random.Random) -> str:
     total = sum(counts.values()) + 1
     behind = [k for k, share in SHARES.items() if counts[k] < share * total]
     return rng.choice(behind) if behind else "answerable"
+
+
+def sample_distractors(others: list[Unit], rng: random.Random) -> list[Unit]:
+    """Zero to MAX_DISTRACTORS of ``others``, at random: the other sentences a reading example shows."""
+    return rng.sample(others, min(len(others), rng.randint(0, MAX_DISTRACTORS)))
 
 
 def reading_example(question: str, units: list[Unit], answer: str, rng: random.Random) -> Example:

@@ -27,7 +27,7 @@ from rag.reader import split_units
 from rag.text import segments
 
 from .lora import Example
-from .raft import MAX_DISTRACTORS, reading_example, reading_settings
+from .raft import reading_example, reading_settings, sample_distractors
 
 # Answerable share of the examples from real questions. The pool is about half unanswerable; an adapter trained on
 # mostly-"unknown" examples learnt to abstain on almost everything (eval/raft.py), and the reader's learned gate is the
@@ -70,10 +70,10 @@ def question_reading_examples(data: dict, titles: list[str], seed: int = 0, limi
                     continue
                 span = spans[0]["text"].strip()
                 holding = [u for u in units if span in u.text]
-                if not holding or not any(span in piece for piece in segments(holding[0].text)):
+                if not holding or not _quotable(span, holding[0]):
                     continue  # an answer across sentences, or one the constrained decoder could not produce
                 others = [u for u in units if u is not holding[0]]
-                shown = [holding[0], *rng.sample(others, min(len(others), rng.randint(0, MAX_DISTRACTORS)))]
+                shown = [holding[0], *sample_distractors(others, rng)]
                 example = reading_example(qa["question"], shown, UNKNOWN if impossible else span, rng)
                 (unanswerable if impossible else answerable).append(example)
     rng.shuffle(answerable)
@@ -104,20 +104,20 @@ def demo_reading_examples(corpus: Path, qa: Path, splits: tuple[str, ...], seed:
             text = load_file(corpus, item.source).text
             units_of[item.source] = split_units(SearchResult(1, 0.0, item.source, 0, text, 0, len(text)), 0)
         units = units_of[item.source]
-        found = [
-            (unit, alias)
-            for unit in units
-            for alias in item.answers
-            if any(alias in piece for piece in segments(unit.text))
-        ]
+        found = [(unit, alias) for unit in units for alias in item.answers if _quotable(alias, unit)]
         if not found:
             continue  # an answer the constrained decoder could not quote from one sentence
         holding, alias = found[0]
         others = [u for u in units if u is not holding]
         for _ in range(DEMO_ROUNDS):
-            shown = [holding, *rng.sample(others, min(len(others), rng.randint(0, MAX_DISTRACTORS)))]
+            shown = [holding, *sample_distractors(others, rng)]
             examples.append(reading_example(item.question, shown, alias, rng))
     return examples
+
+
+def _quotable(answer: str, unit) -> bool:
+    """Whether span-constrained decoding could produce ``answer`` from ``unit``: it lies within one segment."""
+    return any(answer in piece for piece in segments(unit.text))
 
 
 def build(pool: Path, out: Path, examples_wanted: int, seed: int, command: str, progress: bool = True) -> dict:
