@@ -26,7 +26,7 @@ from .lora import trained_adapter
 from .metrics import score, summarise
 from .qa import QAItem, is_squad, load_qa, squad_to_corpus
 from .raft import reading_examples, reading_settings
-from .systems import SYSTEMS, OracleRetriever, closed_book, raft_reader, recall_at_k, with_retrieval
+from .systems import FINE_TUNED_ON_QA, SYSTEMS, OracleRetriever, closed_book, raft_reader, recall_at_k, with_retrieval
 from .variants import VARIANTS, learned, replay_passages, settings_for, tune_lora
 
 QUICK_QUESTIONS = 40
@@ -145,6 +145,7 @@ def run_eval(options: EvalOptions) -> dict:
             model, variant_tokenizer, stats = trained_model(options.generator, data, settings, options.progress)
             if hasattr(model, "merge_and_unload"):  # a LoRA answers as one merged model, like the others
                 model = model.merge_and_unload()
+            setattr(model.config, FINE_TUNED_ON_QA, True)  # asked in the format it trained on (eval/systems.py)
             tuned[variant] = HFGenerator(model.to(getattr(torch, answer_dtype)), variant_tokenizer, variant)
             report["training"][variant] = stats
             say(f"Measuring what {variant} learnt ...")

@@ -35,6 +35,12 @@ _CLOSED_BOOK_SHOTS = (
     "Question: How many legs does a spider have?\nAnswer: eight\n\n"
 )
 
+# Set on a fine-tune's config by the evaluator: it learnt the bare "Question: ...\nAnswer:" format from its training
+# pairs, so it is asked in that format. The few-shot examples teach the base model the format; in front of a
+# fine-tune they pull it off its training distribution (the full demo run's LoRA answered 2 of 40 of its own training
+# questions behind them and 10 of 40 without; docs/evaluation.md).
+FINE_TUNED_ON_QA = "docrag_fine_tuned_on_qa"
+
 
 @dataclass
 class Reply:
@@ -45,10 +51,13 @@ class Reply:
 
 
 def closed_book(generator: HFGenerator, question: str, max_new_tokens: int = 24) -> Reply:
+    """Ask without documents: the base model behind the few-shot examples, a fine-tune in its training format."""
     started = time.perf_counter()
+    config = getattr(getattr(generator, "model", None), "config", None)  # an LLM server's model has none here
+    fine_tuned = bool(getattr(config, FINE_TUNED_ON_QA, False))
     # the few-shot examples are a fixed prefix: their KV cache is computed once per generator
-    prompt = closed_book_prompt(question)
-    text = generator.generate([prompt], max_new_tokens, ("\n",), prefix=_CLOSED_BOOK_SHOTS)[0].strip()
+    prefix = "" if fine_tuned else _CLOSED_BOOK_SHOTS
+    text = generator.generate([closed_book_prompt(question)], max_new_tokens, ("\n",), prefix=prefix)[0].strip()
     abstained = is_abstention(text)
     return Reply(IDK if abstained else text, abstained, [], time.perf_counter() - started)
 

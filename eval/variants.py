@@ -61,7 +61,7 @@ def tune_lora(generator_name, data: Augmented, dev_pairs: list[tuple[str, str]],
 
 
 def learned(generator, data: Augmented, limit: int | None) -> dict:
-    """What a closed-book generator answers of its training material, asked as in the evaluation (few-shot prompt,
+    """What a closed-book generator answers of its training material, asked as in the evaluation (``closed_book``:
     greedy decoding, alias containment): the QA pairs it trained on and cloze questions over its documents."""
     pairs = data.qa_train_pairs or data.train_pairs
     result = {}

@@ -7,6 +7,7 @@ from eval.finetune import FinetuneSettings, answer_scores, finetune
 from eval.lora import Example, closed_book_prompt
 from eval.metrics import wilson_interval
 from eval.report_training import learned_section
+from eval.systems import FINE_TUNED_ON_QA, closed_book
 from eval.variants import FULL_EPOCHS, QUICK_EPOCHS, settings_for
 
 
@@ -24,6 +25,26 @@ def test_epochs_cap_every_variant_and_default_to_the_recipe():
     for variant in ("lora", "full_ft"):
         settings = settings_for(variant, 0, quick=True, epochs=20)
         assert settings.max_epochs == 20 and settings.patience == 1  # the held-out stop still applies
+
+
+class _RecordingGenerator:
+    """Answers "Zorblax" and remembers the prefix each question was asked behind."""
+
+    def __init__(self, fine_tuned: bool) -> None:
+        self.model = type("Model", (), {"config": type("Config", (), {FINE_TUNED_ON_QA: fine_tuned})()})()
+        self.prefixes: list[str] = []
+
+    def generate(self, prompts, max_new_tokens, stops, prefix=""):
+        self.prefixes.append(prefix)
+        return [" Zorblax"] * len(prompts)
+
+
+def test_a_fine_tune_is_asked_in_its_training_format_and_the_base_behind_the_few_shot_examples():
+    base, tuned = _RecordingGenerator(False), _RecordingGenerator(True)
+    for generator in (base, tuned):
+        assert closed_book(generator, "What is the ferry called?").answer == "Zorblax"
+    assert "Question: How many legs does a spider have?" in base.prefixes[0]
+    assert tuned.prefixes == [""]  # exactly the bare "Question: ...\nAnswer:" it was trained on
 
 
 def _report(train_accuracy: float) -> dict:
