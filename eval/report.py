@@ -95,6 +95,9 @@ def markdown(report: dict) -> str:
         f"{report.get('cpu_seconds')} s CPU; process peak memory {report.get('peak_memory_mb')} MB.",
         "",
     ]
+    stages = sorted(report.get("stage_seconds", {}).items(), key=lambda item: -item[1])
+    if stages:
+        lines += [f"Where the time went (wall): {'; '.join(f'{name} {seconds} s' for name, seconds in stages)}.", ""]
     probes = report.get("probes", {})
     lines += ["## Probes", ""] if probes else []
     if "privacy" in probes:

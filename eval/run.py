@@ -12,6 +12,7 @@ import resource
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def run_eval(options: EvalOptions) -> dict:
     policy = find_policy(corpus, options.acl)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if options.progress else (lambda msg: None)
 
+    stage = _StageClock()
     say(f"Indexing {corpus} ...")
     embedder = load_embedder(options.embedder, progress=False)
     # The format version is part of the key: a cached index of an older format would be refused, not upgraded.
@@ -111,55 +113,62 @@ def run_eval(options: EvalOptions) -> dict:
 
     # every system answers in the precision `rag ask` uses (bf16 where native: 2.4x faster decoding, same accuracy)
     answer_dtype = inference_dtype(best_device())
-    if remote:
-        base = load_generator(options.generator, options.api_key_env)
-    else:
-        base_model, tokenizer = load_causal_lm(options.generator, dtype=answer_dtype)
-        base = HFGenerator(base_model, tokenizer, getattr(base_model, "name_or_path_display", "base"))
+    with stage("load the base model"):
+        if remote:
+            base = load_generator(options.generator, options.api_key_env)
+        else:
+            base_model, tokenizer = load_causal_lm(options.generator, dtype=answer_dtype)
+            base = HFGenerator(base_model, tokenizer, getattr(base_model, "name_or_path_display", "base"))
     report: dict = {"systems": {}, "training": {}, "index_seconds": round(index_seconds, 2)}
     wanted = [v for v in VARIANTS if v in systems or f"rag_{v}" in systems]
     tuned: dict[str, HFGenerator] = {}
     if wanted:
         say("Augmenting the documents (template questions, shuffled documents, the base model's paraphrases) ...")
-        data = augment(
-            chunks,
-            train,
-            base,
-            seed=options.seed,
-            paraphrases=QUICK_PARAPHRASES if options.quick else PARAPHRASES,
-            replay=replay_passages(),
-            cloze_limit=QUICK_CLOZE if options.quick else CLOZE,
-        )
-        report["augmentation"] = dict(data.stats, tokens=_tokens(tokenizer, data))
+        with stage("augment"):
+            data = augment(
+                chunks,
+                train,
+                base,
+                seed=options.seed,
+                paraphrases=QUICK_PARAPHRASES if options.quick else PARAPHRASES,
+                replay=replay_passages(),
+                cloze_limit=QUICK_CLOZE if options.quick else CLOZE,
+            )
+            report["augmentation"] = dict(data.stats, tokens=_tokens(tokenizer, data))
         lora_choice = None
         if options.tune:
             say("Choosing LoRA's rank and learning rate on the dev split ...")
             dev = [(q.question, q.answers[0]) for q in items if q.split == "dev" and q.answers]
-            report["tuning"] = tune_lora(options.generator, data, dev, options.seed, options.progress)
+            with stage("tune LoRA"):
+                report["tuning"] = tune_lora(options.generator, data, dev, options.seed, options.progress)
             lora_choice = report["tuning"]["chosen"]
         limit = QUICK_LEARNED if options.quick else None
-        report["learned"] = {"closed_book": learned(base, data, limit)}
+        with stage("learned: closed_book"):
+            report["learned"] = {"closed_book": learned(base, data, limit)}
         for variant in wanted:
             say(f"Fine-tuning (or loading the cached) {variant} on the augmented documents ...")
             settings = settings_for(variant, options.seed, options.quick, lora_choice, options.epochs)
-            model, variant_tokenizer, stats = trained_model(options.generator, data, settings, options.progress)
-            if hasattr(model, "merge_and_unload"):  # a LoRA answers as one merged model, like the others
-                model = model.merge_and_unload()
-            setattr(model.config, FINE_TUNED_ON_QA, True)  # asked in the format it trained on (eval/systems.py)
-            tuned[variant] = HFGenerator(model.to(getattr(torch, answer_dtype)), variant_tokenizer, variant)
+            with stage(f"fine-tune: {variant}"):
+                model, variant_tokenizer, stats = trained_model(options.generator, data, settings, options.progress)
+                if hasattr(model, "merge_and_unload"):  # a LoRA answers as one merged model, like the others
+                    model = model.merge_and_unload()
+                setattr(model.config, FINE_TUNED_ON_QA, True)  # asked in the format it trained on (eval/systems.py)
+                tuned[variant] = HFGenerator(model.to(getattr(torch, answer_dtype)), variant_tokenizer, variant)
             report["training"][variant] = stats
             say(f"Measuring what {variant} learnt ...")
-            report["learned"][variant] = learned(tuned[variant], data, limit)
+            with stage(f"learned: {variant}"):
+                report["learned"][variant] = learned(tuned[variant], data, limit)
         report["training"]["base_model_bytes"] = sum(p.numel() * p.element_size() for p in base_model.parameters())
 
     raft = None
     if "rag_raft" in systems:
         say("Training (or loading the cached) RAFT reading adapter on reading examples made from the documents ...")
         limit = QUICK_READING_EXAMPLES if options.quick else READING_EXAMPLES
-        examples = reading_examples(retriever.index.catalog.iter_chunks(), options.seed, limit)
-        raft_model, raft_tokenizer, raft_training = trained_adapter(
-            options.generator, examples, reading_settings(options.seed), options.progress
-        )
+        with stage("fine-tune: rag_raft"):
+            examples = reading_examples(retriever.index.catalog.iter_chunks(), options.seed, limit)
+            raft_model, raft_tokenizer, raft_training = trained_adapter(
+                options.generator, examples, reading_settings(options.seed), options.progress
+            )
         # merged into a copy of the base weights, in the base's precision: reading costs what the base's costs
         raft_model = raft_model.merge_and_unload().to(next(base_model.parameters()).dtype)
         setattr(raft_model.config, TRAINED_TO_READ, True)
@@ -186,10 +195,11 @@ def run_eval(options: EvalOptions) -> dict:
     replies: dict[str, list] = {}
     for name in systems:
         say(f"Asking {len(test)} questions: {name}")
-        if name == "long_context":
-            replies[name] = long_context.ask_grouped(base, retriever, test, user_of)
-        else:
-            replies[name] = [runners[name](q) for q in _bar(test, name, options.progress)]
+        with stage(f"ask: {name}"):
+            if name == "long_context":
+                replies[name] = long_context.ask_grouped(base, retriever, test, user_of)
+            else:
+                replies[name] = [runners[name](q) for q in _bar(test, name, options.progress)]
 
     report["config"] = _config(options, corpus, test, systems, embedder.name, base.name)
     for name, rows in replies.items():
@@ -209,24 +219,43 @@ def run_eval(options: EvalOptions) -> dict:
     report["examples"] = _examples(test, replies)
     report["probes"] = {}
     if "privacy" in options.probes and not policy.is_open:
-        report["probes"]["privacy"] = probes.privacy(
-            items, options.split, options.quick, base, tuned, raft, retriever, say
-        )
+        with stage("probe: privacy"):
+            report["probes"]["privacy"] = probes.privacy(
+                items, options.split, options.quick, base, tuned, raft, retriever, say
+            )
     if "freshness" in options.probes:
         retrain = {v: s.get("seconds") for v, s in report["training"].items() if isinstance(s, dict)}
-        report["probes"]["freshness"] = probes.freshness(
-            items, corpus, index_dir, embedder, base, tuned, raft, retrain, options, say
-        )
+        with stage("probe: freshness"):
+            report["probes"]["freshness"] = probes.freshness(
+                items, corpus, index_dir, embedder, base, tuned, raft, retrain, options, say
+            )
     if "forgetting" in options.probes and tuned:
-        report["probes"]["forgetting"] = probes.forgetting(base, tuned)
+        with stage("probe: forgetting"):
+            report["probes"]["forgetting"] = probes.forgetting(base, tuned)
     report["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     report["seconds"] = round(time.perf_counter() - started, 1)
+    report["stage_seconds"] = stage.seconds
     report["cpu_seconds"] = round(_cpu_seconds() - cpu_started, 1)
 
     from .report import write_report
 
     write_report(report, options.out)
     return report
+
+
+class _StageClock:
+    """Wall seconds per stage, in the report: where an evaluation's time goes (training is rarely all of it)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 1)
 
 
 def _tokens(tokenizer, data) -> dict:

@@ -194,6 +194,9 @@ def test_eval_reads_with_a_server_and_refuses_systems_that_need_weights(tmp_path
     assert set(report["systems"]) == {"closed_book", "rag", "oracle", "long_context"}
     assert report["systems"]["rag"]["answerable_accuracy"] == 1.0
     assert report["config"]["generator"] == f"fake-model @ {server.url}"
+    # every system's asking is timed, and report.md says where the time went
+    assert {f"ask: {name}" for name in report["systems"]} <= set(report["stage_seconds"])
+    assert "Where the time went (wall): " in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_rag_serve_reads_with_a_server_generator(tmp_path, monkeypatch):
