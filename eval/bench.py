@@ -73,7 +73,8 @@ def run_ingest(
     rows: list[dict] = []
     for name, folder in _ingest_corpora(scratch, squad, quick, n_docs).items():
         tokens = corpus_tokens(folder)
-        results = {"ours": _ingest_one("ours", folder, scratch)}
+        # ours_torch: the embedder's torch path beside the default (OpenVINO on a CPU), in the same run
+        results = {system: _ingest_one(system, folder, scratch) for system in ("ours", "ours_torch")}
         for engine in ("ours_ray1", "ours_ray2") if ray else ():
             results[engine] = _ingest_one(engine, folder, scratch)
         for peer in PEERS if peers else ():

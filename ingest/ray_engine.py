@@ -94,12 +94,14 @@ class RayEngine:
 
 
 def ray_engine(embedder_name: str, dtype: str | None, address: str | None) -> RayEngine:
-    """The CLI's engine: every actor loads the same embedder the driver checked against the index."""
+    """The CLI's engine: every actor loads the same embedder the driver checked against the index, in the same
+    precision, on the runtime the driver's user asked for (else the one its own hardware picks)."""
     from .embedding import load_embedder, load_token_counter
+    from .embedding_openvino import wanted_runtime
 
     _ray()
     return RayEngine(
-        functools.partial(load_embedder, embedder_name, progress=False, dtype=dtype),
+        functools.partial(load_embedder, embedder_name, progress=False, dtype=dtype, runtime=wanted_runtime(None)),
         address=address,
         token_counter=functools.partial(load_token_counter, embedder_name),
     )
