@@ -99,7 +99,14 @@ class SentenceTransformerEmbedder:
             if wanted == "openvino":
                 raise ModelLoadError(f"cannot embed with {self.name!r} on OpenVINO: {reason}. Unset {RUNTIME_ENV}.")
             return "torch", None
-        return "openvino", openvino_embed(self.model, self.name, self.dtype, self.batch_size, self.progress)
+        try:
+            return "openvino", openvino_embed(self.model, self.name, self.dtype, self.batch_size, self.progress)
+        except Exception as err:  # noqa: BLE001 - a model OpenVINO cannot convert still embeds, on torch
+            if wanted == "openvino":
+                why = f"{type(err).__name__}: {err}"
+                raise ModelLoadError(f"cannot embed with {self.name!r} on OpenVINO: {why}") from err
+            print(f"OpenVINO could not run {self.name} ({type(err).__name__}); embedding with torch.", file=sys.stderr)
+            return "torch", None
 
     def token_len(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])

@@ -78,6 +78,14 @@ def test_openvino_embeds_the_bundled_minilm_as_torch_does_and_exports_it_once(mo
     vectors = default.embed(texts)
     assert np.abs(vectors - reference).max() < 1e-2 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert not list(graph.parent.parent.glob("*.partial"))
+
+    def fails(*args):
+        raise RuntimeError("unsupported operation")
+
+    monkeypatch.setattr("ingest.embedding.openvino_embed", fails)
+    assert load_embedder(progress=False).runtime == "torch"  # a model OpenVINO cannot convert embeds on torch
+    with pytest.raises(ModelLoadError, match="on OpenVINO: RuntimeError: unsupported operation"):
+        load_embedder(progress=False, runtime="openvino")
     monkeypatch.setattr("ingest.embedding.why_not_openvino", lambda model, device: "openvino is not installed")
     assert load_embedder(progress=False).runtime == "torch"  # the default falls back to torch
     with pytest.raises(ModelLoadError, match="on OpenVINO: openvino is not installed. Unset DOCRAG_EMBED_RUNTIME"):
