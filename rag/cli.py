@@ -441,7 +441,7 @@ def ask(question, index_dir, user, k, generator, api_key_env, embedder, retrieva
     default=None,
     help="Comma-separated subset of: closed_book, lora (LoRA on every linear layer), full_ft (all weights), rag, "
     "rag_lora, rag_full_ft, rag_raft (RAG with a reading adapter trained on questions generated from the documents), "
-    "long_context (the user's permitted documents in the prompt), oracle. Default: all.",
+    "long_context (the user's permitted documents in the prompt), oracle. Default: all but rag_raft.",
 )
 @click.option(
     "--probes",
