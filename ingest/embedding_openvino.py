@@ -34,11 +34,11 @@ def pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def graph_embedder(
-    run_batch: Callable[[dict], np.ndarray], tokenizer, max_tokens: int, batch_size: int, inputs=None, progress=False
+    run_batch: Callable[[dict], np.ndarray], tokenizer, max_tokens: int, batch_size: int, progress: bool = False
 ) -> Callable[[list[str]], np.ndarray]:
     """``embed(texts)`` for an exported encoder, batched as ``SentenceTransformer.encode`` does: sorted by length
     (longest first), padded per batch, truncated to the model's window; vectors come back in the caller's order."""
-    inputs = tuple(inputs or getattr(tokenizer, "model_input_names", ("input_ids", "attention_mask")))
+    inputs = tuple(tokenizer.model_input_names)  # what the exported graph takes, by name
 
     def embed(texts: list[str]) -> np.ndarray:
         order = np.argsort([-len(t) for t in texts], kind="stable")
