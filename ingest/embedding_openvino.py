@@ -69,6 +69,7 @@ def export_openvino(model, folder: Path) -> Path:
 
     import openvino as ov
     import torch
+    from transformers.utils import logging as hf_logging
 
     encoder = model[0].auto_model
     names = tuple(model.tokenizer.model_input_names)
@@ -86,10 +87,16 @@ def export_openvino(model, folder: Path) -> Path:
     partial = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    # The tracer warns about branches it freezes (an encoder's causal flag and padding length, constant for it): noise
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        converted = ov.convert_model(LastHidden().eval(), example_input={name: sample[name] for name in names})
+    # The tracer warns about branches it freezes (an encoder's causal flag and padding length, constant for it), and
+    # transformers logs about the loss it would use in training, as tracing reads every attribute: noise, both
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            converted = ov.convert_model(LastHidden().eval(), example_input={name: sample[name] for name in names})
+    finally:
+        hf_logging.set_verbosity(verbosity)
     encoder.eval()  # tracing restores the wrapper's training flag on every submodule
     # float32 weights as trained: the default fp16 compression moved vectors by 2.6e-4 even in float32 inference
     ov.save_model(converted, str(partial / GRAPH), compress_to_fp16=False)
