@@ -124,7 +124,8 @@ def openvino_runner(path: Path, threads: int, precision: str) -> Callable[[dict]
 
 
 def wanted_runtime(runtime: str | None) -> str | None:
-    """ "torch", "openvino", or None (choose by the hardware and model): the argument, else ``DOCRAG_EMBED_RUNTIME``."""
+    """The runtime asked for, by the argument or else ``DOCRAG_EMBED_RUNTIME``: "torch", "openvino", or None (let the
+    hardware and the model choose)."""
     wanted = (runtime or os.environ.get(RUNTIME_ENV, "")).strip().lower()
     if wanted not in ("", "torch", "openvino"):
         source = "runtime" if runtime else RUNTIME_ENV
