@@ -1,6 +1,6 @@
-"""Embedding runtimes on one CPU node: today's torch path against ONNX Runtime and OpenVINO (issue 18, part 3).
+"""Embedding runtimes on one CPU node: the embedder's OpenVINO and torch paths against ONNX Runtime (issue 18, part 3).
 
-    pip install onnxruntime onnx openvino     # measurement only; not dependencies of docrag
+    pip install onnxruntime onnx              # measurement only (the bench extra); openvino is a dependency
     nice -n 10 python -m eval.bench_embed_runtime [--squad ../shared/data/squad2/dev-2articles.json] [--rounds 10]
 
 The texts are the SQuAD sample's chunks, built as ``index_folder`` builds them (``eval.bench_roofline.squad_chunks``:
@@ -9,14 +9,15 @@ calls of ``EMBED_BATCH`` chunks, each sorted by length and cut into batches of `
 alternating rounds in one process (order rotated each round), so drift on a shared machine hits each alike; chunks/s
 is the median over rounds.
 
-Variants: torch bfloat16 and float32 (``ingest.embedding.load_embedder``; its default is the first row), and the
-same MiniLM exported with ``torch.onnx.export`` and run by ONNX Runtime in float32 (as exported, and after
-``onnxruntime.transformers``' BERT fusions), ONNX Runtime after ``quantize_dynamic`` (int8 weights, activations
-quantised per batch; VNNI is used where the CPU has it: with its defaults, and MatMul-only per channel) and OpenVINO
-in float32 and at its default precision (bfloat16 on a CPU with native bf16). The ONNX graph returns the last hidden
-state; mean pooling over the attention mask and L2 normalisation follow in numpy, as in the sentence-transformers
-pipeline of all-MiniLM-L6-v2. A runtime that is not installed, or fails, is logged as skipped. Ratios are to the
-first row, both of the medians and, robust to load drift, the median of each round's own ratio ("paired").
+Variants: the product's default embedder first (``ingest.embedding.load_embedder``: OpenVINO on a CPU since
+2026-12-06), torch bfloat16 and float32, and the same MiniLM exported with ``torch.onnx.export`` and run by ONNX
+Runtime in float32 (as exported, and after ``onnxruntime.transformers``' BERT fusions), ONNX Runtime after
+``quantize_dynamic`` (int8 weights, activations quantised per batch; VNNI is used where the CPU has it: with its
+defaults, and MatMul-only per channel) and OpenVINO on that ONNX graph in float32 (and in bfloat16 where that is not
+the default already). The ONNX graph returns the last hidden state; mean pooling over the attention mask and L2
+normalisation follow in numpy, as in the sentence-transformers pipeline of all-MiniLM-L6-v2. A runtime that is not
+installed, or fails, is logged as skipped. Ratios are to the first row, both of the medians and, robust to load
+drift, the median of each round's own ratio ("paired").
 
 Quality: recall@10 against the float32 torch index, with the SQuAD questions as queries embedded by the same variant,
 by exact inner product over the normalised vectors. The issue's bar: a variant is kept only if recall@10 >= 0.99.
