@@ -38,7 +38,7 @@ def _pipeline(*modules):
     return [type(name, (), {"get_config_dict": lambda self, c=config: c})() for name, config in modules]
 
 
-def test_only_a_mean_pooled_encoder_on_a_cpu_runs_on_openvino(monkeypatch):
+def test_only_a_mean_pooled_encoder_on_a_cpu_runs_on_openvino():
     mean = _pipeline(("Transformer", {}), ("Pooling", {"pooling_mode": "mean"}), ("Normalize", {}))
     assert why_not_openvino(mean, "cpu") is None
     assert "cuda" in why_not_openvino(mean, "cuda")
