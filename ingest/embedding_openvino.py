@@ -107,12 +107,16 @@ def export_openvino(model, folder: Path) -> Path:
     return folder / GRAPH
 
 
-def openvino_runner(path: Path, threads: int, precision: str) -> Callable[[dict], np.ndarray]:
-    """One compiled OpenVINO model on the CPU: ``precision`` "bf16" or "f32"; ``threads`` as torch's."""
+def openvino_runner(
+    path: Path, threads: int, precision: str, compiled_cache: Path | None = None
+) -> Callable[[dict], np.ndarray]:
+    """One compiled OpenVINO model on the CPU: ``precision`` "bf16" or "f32"; ``threads`` as torch's. With
+    ``compiled_cache``, OpenVINO keeps the compiled model there, so later loads skip compiling."""
     import openvino as ov
 
     core = ov.Core()
-    core.set_property({"CACHE_DIR": str(path.parent.with_name("compiled"))})  # later loads skip compiling
+    if compiled_cache is not None:
+        core.set_property({"CACHE_DIR": str(compiled_cache)})
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
     request = core.compile_model(str(path), "CPU", config).create_infer_request()
 
@@ -174,9 +178,11 @@ def openvino_embed(model, name: str, precision: str, batch_size: int, progress: 
     """``embed(texts)`` on OpenVINO for a float32 SentenceTransformer: exported on first use, then from the cache."""
     import torch
 
-    graph = export_folder(model, name) / "encoder" / GRAPH
+    folder = export_folder(model, name)
+    graph = folder / "encoder" / GRAPH
     if not graph.is_file():
         print(f"Converting the embedder {name} for OpenVINO (once) ...", file=sys.stderr, flush=True)
         graph = export_openvino(model, graph.parent)
-    run = openvino_runner(graph, torch.get_num_threads(), "bf16" if precision == "bfloat16" else "f32")
+    ov_precision = "bf16" if precision == "bfloat16" else "f32"
+    run = openvino_runner(graph, torch.get_num_threads(), ov_precision, compiled_cache=folder / "compiled")
     return graph_embedder(run, model.tokenizer, int(model.max_seq_length), batch_size, progress=progress)
