@@ -4,8 +4,11 @@ The reference shape of Ray embedding pipelines (Anyscale's, ``ray-project/llm-ap
 
     from_items(changed files) -> flat_map(parse + chunk) -> map_batches(embedder class, actor pool) -> driver
 
-The embedder sits on an actor pool sized to the cluster (one actor per GPU with ``num_gpus=1`` when the cluster
-has GPUs, else one per CPU); parsing runs as light tasks beside it. Only the files the driver's scan found new or
+The embedder sits on an actor pool sized to the cluster: one actor per GPU with ``num_gpus=1`` when the cluster
+has GPUs, else one actor per node that runs on all of that node's cores. A one-CPU actor per core would run one
+thread each (Ray sets ``OMP_NUM_THREADS`` to an actor's CPUs), and on a 2-core machine two such actors embedded at
+0.53x the local engine's rate, where one two-thread actor keeps the cores' caches to one model (docs/scaling.md).
+The actor still asks Ray for one CPU, so that the light parsing actors fit beside it. Only the files the driver's scan found new or
 changed go through the pipeline. The driver stays the single writer: it collects every chunk and vector, and only
 then does ``ingest.sync`` open the next generation, so a pipeline that fails (a worker that Ray cannot bring back,
 a cluster that goes away) raises before anything is written, and the previous generation stays live.
@@ -46,7 +49,7 @@ class RayEngine:
         # what the parsing actors measure chunks with; default: the embedder's own token_len (loads the model)
         self.token_counter = token_counter or (lambda: embedder_factory().token_len)
         self.address = address
-        self.workers = workers  # embedder actors at most (default: one per GPU, else one per CPU)
+        self.workers = workers  # embedder actors at most (default: one per GPU, else one per node)
         self.init_args = init_args  # e.g. num_cpus=2 for a local instance
 
     def parse(self, folder: Path, changed: list, params: dict, show: bool) -> Iterator[tuple]:
@@ -61,7 +64,9 @@ class RayEngine:
         DataContext.get_current().enable_progress_bars = show
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        workers = min(self.workers or gpus or cpus, gpus or cpus)
+        nodes = max(1, sum(1 for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU")))
+        workers = min(self.workers or gpus or nodes, gpus or cpus)
+        threads = None if gpus else max(1, cpus // workers)  # a node's cores, shared by its embedder actors
         items = [{"source": item.source} for item in changed]
         dataset = (
             ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cpus))
@@ -73,7 +78,7 @@ class RayEngine:
             )
             .map_batches(
                 _Embed,
-                fn_constructor_args=(self.embedder_factory,),
+                fn_constructor_args=(self.embedder_factory, threads),
                 batch_size=ROWS_PER_BATCH,
                 batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
@@ -153,9 +158,13 @@ def _row(source: str, position: int, chunk: Chunk | None, text: str, error: str)
 
 
 class _Embed:
-    """The actor: loads the embedder once, then embeds batch after batch."""
+    """The actor: loads the embedder once, then embeds batch after batch, on ``threads`` cores (None: a GPU's)."""
 
-    def __init__(self, factory: Callable[[], Embedder]) -> None:
+    def __init__(self, factory: Callable[[], Embedder], threads: int | None) -> None:
+        if threads is not None:  # before the load: the OpenVINO runtime takes torch's thread count when it compiles
+            import torch
+
+            torch.set_num_threads(threads)
         self.embedder = factory()
 
     def __call__(self, batch: dict) -> dict:

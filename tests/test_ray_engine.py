@@ -120,6 +120,38 @@ def test_a_killed_embedding_worker_is_retried_and_the_index_is_the_same(local_ra
     assert_same_index(tmp_path / "local", tmp_path / "ray")
 
 
+class RecordsThreads:
+    """An embedder factory whose embedders write down, in each process that embeds, torch's thread count (the
+    parsing actors load it too, for its token counter, but never embed)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self):
+        import torch
+
+        embedder, folder = HashEmbedder(), self.folder
+        embed = embedder.embed
+
+        def embed_and_record(texts):
+            (folder / f"actor-{os.getpid()}").write_text(str(torch.get_num_threads()))
+            return embed(texts)
+
+        embedder.embed = embed_and_record
+        return embedder
+
+
+def test_on_a_cpu_node_one_embedder_actor_embeds_on_all_its_cores(local_ray, folder, tmp_path):
+    from ingest.ray_engine import RayEngine
+
+    record = tmp_path / "actors"
+    record.mkdir()
+    engine = RayEngine(RecordsThreads(record))
+    index_folder(folder, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=engine)
+    # Ray would give a one-CPU actor one thread; the pool's single actor takes the node's two cores instead.
+    assert [f.read_text() for f in record.iterdir()] == ["2"]
+
+
 def test_an_engine_that_fails_leaves_the_previous_generation_live(folder, tmp_path):
     class LostCluster:
         def parse(self, folder, changed, params, show):
