@@ -5,13 +5,13 @@ The reference shape of Ray embedding pipelines (Anyscale's, ``ray-project/llm-ap
     from_items(changed files) -> flat_map(parse + chunk) -> map_batches(embedder class, actor pool) -> driver
 
 The embedder sits on an actor pool sized to the cluster: one actor per GPU with ``num_gpus=1`` when the cluster
-has GPUs, else one actor per node that runs on all of that node's cores. A one-CPU actor per core would run one
-thread each (Ray sets ``OMP_NUM_THREADS`` to an actor's CPUs), and on a 2-core machine two such actors embedded at
-0.53x the local engine's rate, where one two-thread actor keeps the cores' caches to one model (docs/scaling.md).
-The actor still asks Ray for one CPU, so that the light parsing actors fit beside it. Only the files the driver's scan found new or
-changed go through the pipeline. The driver stays the single writer: it collects every chunk and vector, and only
-then does ``ingest.sync`` open the next generation, so a pipeline that fails (a worker that Ray cannot bring back,
-a cluster that goes away) raises before anything is written, and the previous generation stays live.
+has GPUs, else one actor per node, on all of that node's cores. It asks Ray for one CPU, so that the light parsing
+actors fit beside it, and sets its own thread count: Ray gives a one-CPU actor one thread (``OMP_NUM_THREADS``),
+and one single-thread actor per core ran at 0.53x the local engine on 2 cores, one two-thread actor at 0.82x
+(docs/scaling.md). Only the files the driver's scan found new or changed go through the pipeline. The driver stays
+the single writer: it collects every chunk and vector, and only then does ``ingest.sync`` open the next generation,
+so a pipeline that fails (a worker that Ray cannot bring back, a cluster that goes away) raises before anything is
+written, and the previous generation stays live.
 
 Rows carry their document's source and the chunk's position in it, so the driver rebuilds each document's chunk
 list in order: chunk ids, texts, offsets and permissions come out as a local run's, and vectors within float
