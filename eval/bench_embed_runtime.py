@@ -13,11 +13,14 @@ Variants: the product's default embedder first (``ingest.embedding.load_embedder
 2026-12-06), torch bfloat16 and float32, and the same MiniLM exported with ``torch.onnx.export`` and run by ONNX
 Runtime in float32 (as exported, and after ``onnxruntime.transformers``' BERT fusions), ONNX Runtime after
 ``quantize_dynamic`` (int8 weights, activations quantised per batch; VNNI is used where the CPU has it: with its
-defaults, and MatMul-only per channel) and OpenVINO on that ONNX graph in float32 (and in bfloat16 where that is not
-the default already). The ONNX graph returns the last hidden state; mean pooling over the attention mask and L2
-normalisation follow in numpy, as in the sentence-transformers pipeline of all-MiniLM-L6-v2. A runtime that is not
-installed, or fails, is logged as skipped. Ratios are to the first row, both of the medians and, robust to load
-drift, the median of each round's own ratio ("paired").
+defaults, and MatMul-only per channel), OpenVINO on that ONNX graph in float32 (and in bfloat16 where that is not
+the default already), and OpenVINO after NNCF's static int8 quantisation (``nncf.quantize``, transformer mode, the
+mixed preset), calibrated on chunks of the SQuAD training pool's first ten articles, never on the measured ones:
+every linear layer, without the FFN down-projections, and the FFN up-projections only. The ONNX graph returns the
+last hidden state; mean pooling over the attention mask and L2 normalisation follow in numpy, as in the
+sentence-transformers pipeline of all-MiniLM-L6-v2. A runtime that is not installed, or fails, is logged as skipped.
+Ratios are to the first row, both of the medians and, robust to load drift, the median of each round's own ratio
+("paired").
 
 Quality: recall@10 against the float32 torch index, with the SQuAD questions as queries embedded by the same variant,
 by exact inner product over the normalised vectors. The issue's bar: a variant is kept only if recall@10 >= 0.99.
@@ -26,6 +29,7 @@ by exact inner product over the normalised vectors. The issue's bar: a variant i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -36,12 +40,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.embedding_openvino import graph_embedder, openvino_runner
+from ingest.embedding_openvino import export_openvino, graph_embedder, openvino_runner
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the exported ONNX graph's, in order
 
 RECALL_BAR = 0.99
 DEFAULT_SQUAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad2" / "dev-2articles.json"
+DEFAULT_POOL = DEFAULT_SQUAD.with_name("train-20articles.json.gz")  # calibration for the static int8 rows
+CALIBRATION_ARTICLES = 10
+# NNCF ignored scopes (regular expressions over OpenVINO's node names for the converted MiniLM); None quantises all
+INT8_SCOPES = {
+    "every linear layer": None,
+    "without FFN down-projections": r".*\.output\.dense/aten::linear/MatMul",
+    "FFN up-projections only": r".*(attention\..*|layer\.\d+\.output\.dense/.*)",
+}
 
 
 def top_k(queries: np.ndarray, docs: np.ndarray, k: int) -> np.ndarray:
@@ -98,9 +110,29 @@ def _ort_runner(path: Path, threads: int):
     return lambda feed: session.run(None, feed)[0]
 
 
-def build_variants(workdir: Path, log=print) -> list[tuple[str, Callable[[list[str]], np.ndarray]]]:
+def _nncf_int8_runner(graph: Path, calibration: list[dict], ignored: str | None, out: Path, threads: int):
+    """OpenVINO on ``graph`` after NNCF's static int8 quantisation, calibrated on ``calibration`` (feeds)."""
+    import nncf
+    import openvino as ov
+
+    scope = nncf.IgnoredScope(patterns=[ignored]) if ignored else None
+    quantised = nncf.quantize(
+        ov.Core().read_model(str(graph)),
+        nncf.Dataset(calibration),
+        model_type=nncf.ModelType.TRANSFORMER,
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(calibration),
+        ignored_scope=scope,
+    )
+    ov.save_model(quantised, str(out))
+    return openvino_runner(out, threads, "bf16")
+
+
+def build_variants(
+    workdir: Path, calibration_texts: list[str] = (), log=print
+) -> list[tuple[str, Callable[[list[str]], np.ndarray]]]:
     """(label, embed) for every runtime that loads here; the first is the product's default, the second the
-    float32 torch reference."""
+    float32 torch reference. ``calibration_texts`` feed the static int8 rows (none: no such rows)."""
     import torch
 
     from ingest.embedding import CPU_BATCH, load_embedder
@@ -162,6 +194,18 @@ def build_variants(workdir: Path, log=print) -> list[tuple[str, Callable[[list[s
     add("openvino float32", lambda: openvino_runner(onnx_path, threads, "f32"))
     if default.runtime != "openvino" or default.dtype != "bfloat16":
         add("openvino bf16", lambda: openvino_runner(onnx_path, threads, "bf16"))
+    if calibration_texts:
+        feeds = []
+        for start in range(0, len(calibration_texts), CPU_BATCH):
+            batch = calibration_texts[start : start + CPU_BATCH]
+            encoded = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="np")
+            feeds.append({name: encoded[name].astype(np.int64) for name in INPUTS})
+        # the product's own OpenVINO graph (its node names are what INT8_SCOPES matches), not the ONNX export
+        graph = export_openvino(fp32.model, workdir / "openvino")
+        for i, (scope_label, ignored) in enumerate(INT8_SCOPES.items()):
+            out = workdir / f"minilm-nncf-{i}.xml"
+            make = functools.partial(_nncf_int8_runner, graph, feeds, ignored, out, threads)
+            add(f"openvino int8 nncf, {scope_label}", make)
     return variants
 
 
@@ -190,15 +234,16 @@ def ingest_batches(embed: Callable[[list[str]], np.ndarray], texts: list[str]) -
     return np.concatenate([embed(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)])
 
 
-def run(squad_json: Path, rounds: int = 10, log=print) -> dict:
+def run(squad_json: Path, rounds: int = 10, pool: Path | None = DEFAULT_POOL, log=print) -> dict:
     from eval.bench_roofline import squad_chunks
 
     env = environment()
     log(f"  {env}")
     texts, questions = squad_chunks(squad_json)
     log(f"  {len(texts)} chunks, {len(questions)} questions, load average {os.getloadavg()}")
+    calibration = squad_chunks(pool, articles=CALIBRATION_ARTICLES)[0] if pool and pool.is_file() else []
     with tempfile.TemporaryDirectory() as tmp:
-        variants = build_variants(Path(tmp), log)
+        variants = build_variants(Path(tmp), calibration, log)
         for _, embed in variants:
             embed(texts[:16])  # warm up: first-call allocations, OpenVINO's shape compilation
         times: dict[str, list[float]] = {label: [] for label, _ in variants}
@@ -232,7 +277,7 @@ def run(squad_json: Path, rounds: int = 10, log=print) -> dict:
         }
         rows.append(row)
         log(
-            f"  {label:<32} {rate:7.1f} chunks/s  {row['ratio_to_default']:5.2f}x (paired {paired:4.2f}x)"
+            f"  {label:<48} {rate:7.1f} chunks/s  {row['ratio_to_default']:5.2f}x (paired {paired:4.2f}x)"
             f"  recall@10 {recall:.3f}"
             f"  max|diff| {row['max_abs_diff_vs_fp32']:.1e}"
         )
@@ -251,9 +296,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--pool", type=Path, default=DEFAULT_POOL, help="SQuAD file: its first articles calibrate int8")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args()
-    result = run(args.squad, args.rounds)
+    result = run(args.squad, args.rounds, args.pool)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
 

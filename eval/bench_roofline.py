@@ -57,8 +57,12 @@ def useful_flops(lengths: list[int], shape: dict) -> float:
     return float((n * 2 * params + layers * 4 * n * n * d).sum())
 
 
-def squad_chunks(squad_json: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """(texts to embed, questions) from a SQuAD file: our chunker over one document per article."""
+def squad_chunks(
+    squad_json: Path, limit: int | None = None, articles: int | None = None
+) -> tuple[list[str], list[str]]:
+    """(texts to embed, questions) from a SQuAD file (``.json`` or ``.json.gz``): our chunker over one document per
+    article, of the first ``articles`` (None: all)."""
+    import gzip
     import json
 
     from ingest.chunking import Chunker
@@ -66,7 +70,10 @@ def squad_chunks(squad_json: Path, limit: int | None = None) -> tuple[list[str],
     from ingest.sync import embedding_text
     from ingest.types import LoadedDocument
 
-    data = json.loads(Path(squad_json).read_text(encoding="utf-8"))["data"]
+    raw = Path(squad_json).read_bytes()
+    if str(squad_json).endswith(".gz"):
+        raw = gzip.decompress(raw)
+    data = json.loads(raw)["data"][:articles]
     embedder = load_embedder(progress=False)
     chunker = Chunker(embedder.token_len)
     texts, questions = [], []
