@@ -98,8 +98,7 @@ def run_eval(options: EvalOptions) -> dict:
     stage = _StageClock()
     say(f"Indexing {corpus} ...")
     embedder = load_embedder(options.embedder, progress=False)
-    # The format version is part of the key: a cached index of an older format would be refused, not upgraded.
-    index_dir = cache_dir("eval", "index", _digest(str(corpus.resolve()), embedder.name, f"format-{FORMAT_VERSION}"))
+    index_dir = eval_index_dir(corpus, embedder)
     index_started = time.perf_counter()
     index_folder(corpus, index_dir, embedder, acl=options.acl)
     index_seconds = time.perf_counter() - index_started
@@ -330,6 +329,15 @@ def _device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def eval_index_dir(corpus: Path, embedder) -> Path:
+    """The cached index of ``corpus`` for ``embedder``. The format version is part of the key: a cached index of an
+    older format would be refused, not upgraded. So are the embedder's runtime and precision: an index may be searched
+    from another (vectors agree within 3e-3), but the evaluation measures one embedder, as a fresh `rag index` with the
+    same settings would build it."""
+    key = (str(corpus.resolve()), embedder.name, embedder.runtime, embedder.dtype, f"format-{FORMAT_VERSION}")
+    return cache_dir("eval", "index", _digest(*key))
 
 
 def _digest(*parts: str) -> str:

@@ -25,6 +25,8 @@ class Embedder(Protocol):
     name: str  # recorded in the index; opening an index with another embedder is an error
     dimension: int
     max_tokens: int
+    runtime: str  # what computes the vectors ("openvino", "torch"): the same model's vectors differ by ~1e-3 across
+    dtype: str  # runtimes and precisions, so a cache of measurements keys on both
 
     def token_len(self, text: str) -> int: ...
 

@@ -25,6 +25,7 @@ class HashEmbedder:
         self.name = name
         self.calls = 0  # number of texts embedded, so tests can assert "embedded nothing"
         self.max_tokens = 256
+        self.runtime, self.dtype = "hash", "float32"
 
     def token_len(self, text: str) -> int:
         return len(_WORD.findall(text))
