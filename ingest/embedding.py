@@ -15,7 +15,13 @@ from typing import Protocol
 import numpy as np
 
 from .common import ModelLoadError, best_device, preferred_dtype
-from .embedding_openvino import RUNTIME_ENV, openvino_embed, wanted_runtime, why_not_openvino
+from .embedding_openvino import (
+    RUNTIME_ENV,
+    cached_openvino_embedder,
+    openvino_embedder,
+    wanted_runtime,
+    why_not_openvino,
+)
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2", "minilm", "default"}
@@ -51,23 +57,17 @@ def embedding_dtype(device: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    def __init__(
-        self,
-        name: str,
-        path: str,
-        batch_size: int | None = None,
-        progress: bool | None = None,
-        dtype: str | None = None,
-        runtime: str | None = None,
-    ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub at run time
+    """Any sentence-transformers model, on torch (a GPU's runtime, and the CPU's where OpenVINO cannot run it)."""
+
+    runtime = "torch"
+
+    def __init__(self, name: str, path: str, device: str, batch_size: int, progress: bool) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise in a CLI
 
         try:
-            device = best_device()
             self.model = SentenceTransformer(path, device=device)
         except Exception as err:  # noqa: BLE001 - any loading failure is one clear message
             raise ModelLoadError(
@@ -78,37 +78,17 @@ class SentenceTransformerEmbedder:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension = int(dimension())
         self.max_tokens = int(self.model.max_seq_length)
-        # Small length-sorted batches pay on a CPU: less padding and a working set that stays in cache. Measured
-        # with `rag bench` (2 cores, MiniLM): batches of 8 embed 1.25x faster than 32 (roofline) and a 600-document
-        # ingest runs 1.12x faster; 128 is 0.81x. A GPU wants large batches.
-        self.batch_size = batch_size or (CPU_BATCH if device == "cpu" else GPU_BATCH)
-        self.dtype = dtype or embedding_dtype(device)  # "float32" or "bfloat16"
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.batch_size = batch_size
+        self.dtype = "float32"  # as loaded; ``cast`` lowers it
+        self.progress = progress
         self._tokenizer = self.model.tokenizer
-        self.runtime, self._graph_embed = self._choose_runtime(wanted_runtime(runtime), device)
-        if self.runtime == "torch" and self.dtype == "bfloat16":
+
+    def cast(self, dtype: str) -> None:
+        if dtype == "bfloat16":
             import torch
 
             self.model.to(torch.bfloat16)
-
-    def _choose_runtime(self, wanted: str | None, device: str):
-        """("openvino", its embed) where it may run, else ("torch", None). The export reads the float32 weights, so
-        this runs before any cast. Asked for OpenVINO where it cannot run, the reason is the error."""
-        if wanted == "torch":
-            return "torch", None
-        reason = why_not_openvino(self.model, device)
-        if reason is not None:
-            if wanted == "openvino":
-                raise ModelLoadError(f"cannot embed with {self.name!r} on OpenVINO: {reason}. Unset {RUNTIME_ENV}.")
-            return "torch", None
-        try:
-            return "openvino", openvino_embed(self.model, self.name, self.dtype, self.batch_size, self.progress)
-        except Exception as err:  # noqa: BLE001 - a model OpenVINO cannot convert still embeds, on torch
-            if wanted == "openvino":
-                why = f"{type(err).__name__}: {err}"
-                raise ModelLoadError(f"cannot embed with {self.name!r} on OpenVINO: {why}") from err
-            print(f"OpenVINO could not run {self.name} ({type(err).__name__}); embedding with torch.", file=sys.stderr)
-            return "torch", None
+        self.dtype = dtype
 
     def token_len(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
@@ -116,8 +96,6 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if self._graph_embed is not None:
-            return self._graph_embed(texts)  # pooled and normalised in float32 already
         # encode() already sorts each call's texts by length, so batches carry little padding.
         vectors = self.model.encode(
             texts,
@@ -166,15 +144,61 @@ def load_token_counter(name_or_path: str | None = None) -> Callable[[str], int]:
 
 def load_embedder(
     name_or_path: str | None = None, progress: bool | None = None, dtype: str | None = None, runtime: str | None = None
-) -> SentenceTransformerEmbedder:
+) -> Embedder:
     """The bundled MiniLM by default; else a sentence-transformers model by local path or cached HF name.
     ``dtype`` ("float32", "bfloat16") overrides the hardware's choice (``embedding_dtype``); ``runtime`` ("torch",
-    "openvino") overrides ``DOCRAG_EMBED_RUNTIME`` and the default (OpenVINO on a CPU where the model allows)."""
+    "openvino") overrides ``DOCRAG_EMBED_RUNTIME`` and the default: OpenVINO on a CPU where the model allows it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub at run time
     if name_or_path is None or name_or_path in _DEFAULT_ALIASES:
-        return SentenceTransformerEmbedder(
-            DEFAULT_EMBEDDER, default_embedder_path(), progress=progress, dtype=dtype, runtime=runtime
+        name, location = DEFAULT_EMBEDDER, default_embedder_path()
+    else:
+        path = Path(name_or_path).expanduser()
+        name = str(path.resolve()) if path.exists() else name_or_path
+        location = str(path) if path.exists() else name_or_path
+    wanted = wanted_runtime(runtime)
+    device = best_device()
+    dtype = dtype or embedding_dtype(device)
+    progress = sys.stderr.isatty() if progress is None else progress
+    # Small length-sorted batches pay on a CPU: less padding and a working set that stays in cache. Measured with
+    # `rag bench` (2 cores, MiniLM): batches of 8 embed 1.25x faster than 32 (roofline) and a 600-document ingest
+    # runs 1.12x faster; 128 is 0.81x. A GPU wants large batches.
+    batch_size = CPU_BATCH if device == "cpu" else GPU_BATCH
+    if wanted != "torch" and device == "cpu" and Path(location).is_dir():  # a hub name needs sentence-transformers
+        try:
+            cached = cached_openvino_embedder(name, Path(location), dtype, batch_size, progress)
+        except Exception:  # noqa: BLE001 - a damaged export: the full load below says so, and embeds on torch
+            cached = None
+        if cached is not None:
+            return cached
+    embedder = SentenceTransformerEmbedder(name, location, device, batch_size, progress)  # float32, as trained
+    if wanted != "torch":
+        on_openvino = _on_openvino(embedder, location, wanted, device, dtype)
+        if on_openvino is not None:
+            return on_openvino
+    embedder.cast(dtype)
+    return embedder
+
+
+def _on_openvino(
+    embedder: SentenceTransformerEmbedder, location: str, wanted: str | None, device: str, dtype: str
+) -> Embedder | None:
+    """``embedder`` exported to OpenVINO where it may run, else None (torch). The export reads the float32 weights,
+    so this runs before any cast. Asked for OpenVINO by name where it cannot run, the reason is the error."""
+    reason = why_not_openvino(embedder.model, device)
+    if reason is not None:
+        if wanted == "openvino":
+            raise ModelLoadError(f"cannot embed with {embedder.name!r} on OpenVINO: {reason}. Unset {RUNTIME_ENV}.")
+        return None
+    # the folder the model was loaded from (a hub name: its folder in the HF cache), which keys the export
+    model_dir = Path(location) if Path(location).is_dir() else Path(embedder.model[0].auto_model.name_or_path)
+    try:
+        return openvino_embedder(
+            embedder.model, embedder.name, model_dir, dtype, embedder.batch_size, embedder.progress
         )
-    path = Path(name_or_path).expanduser()
-    name = str(path.resolve()) if path.exists() else name_or_path
-    location = str(path) if path.exists() else name_or_path
-    return SentenceTransformerEmbedder(name, location, progress=progress, dtype=dtype, runtime=runtime)
+    except Exception as err:  # noqa: BLE001 - a model OpenVINO cannot convert still embeds, on torch
+        if wanted == "openvino":
+            raise ModelLoadError(
+                f"cannot embed with {embedder.name!r} on OpenVINO: {type(err).__name__}: {err}"
+            ) from err
+        print(f"OpenVINO could not run {embedder.name} ({type(err).__name__}); embedding with torch.", file=sys.stderr)
+        return None

@@ -1,6 +1,10 @@
 """The embedder on OpenVINO: the pooling an exported encoder needs, when it is chosen, and that its vectors are the
 torch model's."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -82,7 +86,8 @@ def test_openvino_embeds_the_bundled_minilm_as_torch_does_and_exports_it_once(mo
     def fails(*args):
         raise RuntimeError("unsupported operation")
 
-    monkeypatch.setattr("ingest.embedding.openvino_embed", fails)
+    monkeypatch.setattr("ingest.embedding.cached_openvino_embedder", lambda *args: None)  # as before any export
+    monkeypatch.setattr("ingest.embedding.openvino_embedder", fails)
     assert load_embedder(progress=False).runtime == "torch"  # a model OpenVINO cannot convert embeds on torch
     with pytest.raises(ModelLoadError, match="on OpenVINO: RuntimeError: unsupported operation"):
         load_embedder(progress=False, runtime="openvino")
@@ -90,3 +95,27 @@ def test_openvino_embeds_the_bundled_minilm_as_torch_does_and_exports_it_once(mo
     assert load_embedder(progress=False).runtime == "torch"  # the default falls back to torch
     with pytest.raises(ModelLoadError, match="on OpenVINO: openvino is not installed. Unset DOCRAG_EMBED_RUNTIME"):
         load_embedder(progress=False, runtime="openvino")  # asked for by name, it is an error
+
+
+@pytest.mark.slow
+def test_once_exported_the_embedder_loads_without_sentence_transformers(monkeypatch):
+    from ingest.embedding import load_embedder
+
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+    texts = ["The nightly fee is USD 40 per night.", "Ana Li signed the lease on 3 March 2021.", "ok"]
+    torch_model = load_embedder(progress=False, runtime="torch")
+    with monkeypatch.context() as patch:  # the full load, which exports the model if this run has not yet
+        patch.setattr("ingest.embedding.cached_openvino_embedder", lambda *args: None)
+        full = load_embedder(progress=False)
+    assert full.runtime == "openvino"
+    # A fresh process, as `rag search` starts: the embedder comes from the export and the tokenizer alone.
+    code = (
+        "import json, sys; from ingest.embedding import load_embedder; e = load_embedder(progress=False); "
+        f"texts = {texts!r}; "
+        "print(json.dumps({'sentence_transformers': 'sentence_transformers' in sys.modules, 'runtime': e.runtime, "
+        "'vectors': e.embed(texts).tolist(), 'lengths': [e.token_len(t) for t in texts]}))"
+    )
+    result = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert not result["sentence_transformers"] and result["runtime"] == "openvino"
+    np.testing.assert_allclose(result["vectors"], full.embed(texts), atol=1e-6)  # the same graph, the same vectors
+    assert result["lengths"] == [torch_model.token_len(t) for t in texts]  # the same tokens, so the same chunks
