@@ -5,8 +5,8 @@ to float32, which takes about 80 s on 2 cores, so the first load converts it onc
 under ``~/.cache/docrag/models`` (float32, 1.07 GB; the first bfloat16 load adds a bf16 copy, 0.54 GB). A cached
 load in a fresh process takes 4.6 s on 2 cores, of which 3.3 s import torch and transformers (Gemma's modeling
 code included), 1.1 s build the tokenizer from its 33 MB tokenizer.json (its merges rewritten as strings, which
-read 1.44x faster) and 0.1 s map the bf16 weights. In `rag ask` the embedder has imported torch and transformers
-already.
+read 1.44x faster) and 0.1 s map the bf16 weights. In `rag ask` the embedder has imported torch and transformers'
+tokenizers already; the modeling code is this module's to import (the embedder loads without it since a170fa0).
 Nothing is ever downloaded. The conversion and the bf16 copy are in ``rag.model_files``, the tokenizer shortcut in
 ``rag.gemma_tokenizer``; this module loads the model and decodes.
 """
