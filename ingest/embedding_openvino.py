@@ -27,7 +27,8 @@ from .common import UsageError
 RUNTIME_ENV = "DOCRAG_EMBED_RUNTIME"  # "torch" or "openvino"; unset: OpenVINO on a CPU where the model allows it
 GRAPH = "encoder.xml"  # OpenVINO IR: the graph, with its float32 weights in encoder.bin beside it
 MANIFEST = "embedder.json"  # beside the graph: the model's window (max_tokens) and vector size (dimension)
-EXPORT_LAYOUT = "2"  # part of the cache key: exports from before the manifest are made again, once
+TOKENIZER = "tokenizer"  # beside the graph: the tokenizer sentence-transformers built, saved
+EXPORT_LAYOUT = "3"  # part of the cache key: exports without the manifest and tokenizer are made again, once
 
 
 def pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -109,6 +110,7 @@ def export_openvino(model, folder: Path) -> Path:
     dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     manifest = {"max_tokens": int(model.max_seq_length), "dimension": int(dimension())}
     (partial / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    model.tokenizer.save_pretrained(str(partial / TOKENIZER))  # as sentence-transformers loaded it, arguments and all
     try:
         os.rename(partial, folder)
     except OSError:  # another process exported the same model first: keep its copy
@@ -158,6 +160,8 @@ def why_not_openvino(model, device: str) -> str | None:
     modes = [pooling["pooling_mode"]] if "pooling_mode" in pooling else [m for m, on in pooling.items() if on is True]
     if modes not in (["mean"], ["pooling_mode_mean_tokens"]):
         return f"the model pools by {modes}, not by the mean of its tokens"
+    if getattr(model[0], "do_lower_case", False):  # sentence-transformers lowers the text before the tokenizer
+        return "the model lowercases its input before tokenizing it"
     try:
         import openvino  # noqa: F401
     except ImportError:
@@ -217,9 +221,10 @@ def cached_openvino_embedder(
     graph = export_folder(model_dir, name) / "encoder" / GRAPH
     if not (graph.is_file() and (graph.parent / MANIFEST).is_file()):
         return None
-    from transformers import AutoTokenizer  # what sentence-transformers loads: the same token counts, so same chunks
+    from transformers import AutoTokenizer  # the tokenizer the export saved: the same token counts, so same chunks
 
-    return OpenVINOEmbedder(name, AutoTokenizer.from_pretrained(str(model_dir)), graph, dtype, batch_size, progress)
+    tokenizer = AutoTokenizer.from_pretrained(str(graph.parent / TOKENIZER))
+    return OpenVINOEmbedder(name, tokenizer, graph, dtype, batch_size, progress)
 
 
 def openvino_embedder(

@@ -52,6 +52,9 @@ def test_only_a_mean_pooled_encoder_on_a_cpu_runs_on_openvino():
     assert why_not_openvino(old_style, "cpu") is None  # sentence-transformers before 6 set one flag per mode
     extra = _pipeline(("Transformer", {}), ("Pooling", {"pooling_mode": "mean"}), ("Dense", {}))
     assert "Dense" in why_not_openvino(extra, "cpu")
+    lowercasing = _pipeline(("Transformer", {}), ("Pooling", {"pooling_mode": "mean"}))
+    lowercasing[0].do_lower_case = True  # sentence-transformers lowers the text itself; the exported graph would not
+    assert "lowercases" in why_not_openvino(lowercasing, "cpu")
 
 
 def test_the_runtime_is_the_argument_then_the_environment_and_a_bad_one_is_named(monkeypatch):
