@@ -39,31 +39,46 @@ def pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def graph_embedder(
-    run_batch: Callable[[dict], np.ndarray], tokenizer, max_tokens: int, batch_size: int, progress: bool = False
+    run_batch: Callable[[dict], np.ndarray],
+    tokenizer,
+    max_tokens: int,
+    batch_size: int,
+    progress: bool = False,
+    parallel: int = 1,
 ) -> Callable[[list[str]], np.ndarray]:
     """``embed(texts)`` for an exported encoder, batched as ``SentenceTransformer.encode`` does: sorted by length
-    (longest first), padded per batch, truncated to the model's window; vectors come back in the caller's order."""
+    (longest first), padded per batch, truncated to the model's window; vectors come back in the caller's order.
+    ``parallel`` batches run at once (``run_batch`` must then be safe to call from that many threads)."""
     inputs = tuple(tokenizer.model_input_names)  # what the exported graph takes, by name
 
     def embed(texts: list[str]) -> np.ndarray:
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        starts = range(0, len(texts), batch_size)
-        if progress and len(texts) > batch_size:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="Batches", unit="batch")
-        parts = []
-        for start in starts:
+        feeds = []
+        for start in range(0, len(texts), batch_size):
             batch = [texts[i] for i in order[start : start + batch_size]]
             encoded = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="np")
-            feed = {name: encoded[name].astype(np.int64) for name in inputs}
-            parts.append(pooled(run_batch(feed), feed["attention_mask"]))
-        vectors = np.concatenate(parts)
+            feeds.append({name: encoded[name].astype(np.int64) for name in inputs})
+        if parallel > 1 and len(feeds) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(parallel, len(feeds))) as pool:
+                states = list(_shown(pool.map(run_batch, feeds), len(feeds), progress))
+        else:
+            states = [run_batch(feed) for feed in _shown(feeds, len(feeds), progress)]
+        vectors = np.concatenate([pooled(state, feed["attention_mask"]) for state, feed in zip(states, feeds)])
         out = np.empty_like(vectors)
         out[order] = vectors
         return out
 
     return embed
+
+
+def _shown(items, total: int, progress: bool):
+    if not progress or total < 2:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc="Batches", unit="batch")
 
 
 def export_openvino(model, folder: Path) -> Path:
@@ -119,21 +134,35 @@ def export_openvino(model, folder: Path) -> Path:
 
 
 def openvino_runner(
-    path: Path, threads: int, precision: str, compiled_cache: Path | None = None
+    path: Path, threads: int, precision: str, compiled_cache: Path | None = None, streams: int = 1
 ) -> Callable[[dict], np.ndarray]:
-    """One compiled OpenVINO model on the CPU: ``precision`` "bf16" or "f32"; ``threads`` as torch's. With
-    ``compiled_cache``, OpenVINO keeps the compiled model there, so later loads skip compiling."""
+    """One compiled OpenVINO model on the CPU: ``precision`` "bf16" or "f32"; ``threads`` as torch's, shared by
+    ``streams`` requests that may run at once, from as many threads. With ``compiled_cache``, OpenVINO keeps the
+    compiled model there, so later loads skip compiling."""
+    import queue
+
     import openvino as ov
 
     core = ov.Core()
     if compiled_cache is not None:
         core.set_property({"CACHE_DIR": str(compiled_cache)})
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-    request = core.compile_model(str(path), "CPU", config).create_infer_request()
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
+    if streams > 1:
+        config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
+    else:
+        config["PERFORMANCE_HINT"] = "LATENCY"
+    compiled = core.compile_model(str(path), "CPU", config)
+    idle = queue.SimpleQueue()  # one request per stream; a thread takes one, runs it, gives it back
+    for _ in range(streams):
+        idle.put(compiled.create_infer_request())
 
     def run(feed: dict) -> np.ndarray:
-        request.infer(feed)
-        return request.get_output_tensor(0).data.copy()
+        request = idle.get()
+        try:
+            request.infer(feed)
+            return request.get_output_tensor(0).data.copy()
+        finally:
+            idle.put(request)
 
     return run
 
@@ -202,8 +231,11 @@ class OpenVINOEmbedder:
         precision = "bf16" if dtype == "bfloat16" else "f32"
         # torch's thread count is the process's setting (OMP_NUM_THREADS, a Ray actor's own); OpenVINO follows it
         compiled = graph.parent.parent / "compiled"
-        run = openvino_runner(graph, torch.get_num_threads(), precision, compiled_cache=compiled)
-        self.embed_texts = graph_embedder(run, tokenizer, self.max_tokens, batch_size, progress=progress)
+        threads = torch.get_num_threads()
+        # One single-thread stream per core, each on its own batch: 1.08-1.12x one request on every core (2 cores,
+        # docs/scaling.md), where a small model's layers leave threads idle between operations.
+        run = openvino_runner(graph, threads, precision, compiled_cache=compiled, streams=threads)
+        self.embed_texts = graph_embedder(run, tokenizer, self.max_tokens, batch_size, progress, parallel=threads)
 
     def token_len(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])

@@ -32,9 +32,10 @@ def test_graph_embedder_returns_vectors_in_the_callers_order():
         return np.stack([ids, np.ones_like(ids)], axis=-1)  # (batch, seq, 2)
 
     texts = ["a", "ccc", "bb", "dddd", "e"]
-    vectors = graph_embedder(run_batch, CharTokenizer(), max_tokens=16, batch_size=2)(texts)
     expected = pooled(np.array([[[ord(t[0]), 1.0]] for t in texts]), np.ones((len(texts), 1)))
-    np.testing.assert_allclose(vectors, expected, rtol=1e-6)
+    for parallel in (1, 3):  # batches run one after another, or three at once from threads
+        vectors = graph_embedder(run_batch, CharTokenizer(), max_tokens=16, batch_size=2, parallel=parallel)(texts)
+        np.testing.assert_allclose(vectors, expected, rtol=1e-6)
 
 
 def _pipeline(*modules):
