@@ -229,10 +229,9 @@ class OpenVINOEmbedder:
         self.dimension, self.max_tokens = int(manifest["dimension"]), int(manifest["max_tokens"])
         self._tokenizer = tokenizer
         precision = "bf16" if dtype == "bfloat16" else "f32"
-        # torch's thread count is the process's setting (OMP_NUM_THREADS, a Ray actor's own); OpenVINO follows it
         compiled = graph.parent.parent / "compiled"
-        threads = torch.get_num_threads()
-        # One single-thread stream per core, each on its own batch: 1.08-1.12x one request on every core (2 cores,
+        threads = torch.get_num_threads()  # the process's setting (OMP_NUM_THREADS, a Ray actor's own)
+        # One single-thread stream per core, each on its own batch: ingest 1.06x one request on every core (2 cores,
         # docs/scaling.md), where a small model's layers leave threads idle between operations.
         run = openvino_runner(graph, threads, precision, compiled_cache=compiled, streams=threads)
         self.embed_texts = graph_embedder(run, tokenizer, self.max_tokens, batch_size, progress, parallel=threads)

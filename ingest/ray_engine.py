@@ -7,7 +7,7 @@ The reference shape of Ray embedding pipelines (Anyscale's, ``ray-project/llm-ap
 The embedder sits on an actor pool sized to the cluster: one actor per GPU with ``num_gpus=1`` when the cluster
 has GPUs, else one actor per node, on all of that node's cores. It asks Ray for one CPU, so that the light parsing
 actors fit beside it, and sets its own thread count: Ray gives a one-CPU actor one thread (``OMP_NUM_THREADS``),
-and one single-thread actor per core ran at 0.53x the local engine on 2 cores, one two-thread actor at 0.82x
+and one single-thread actor per core ran at 0.53x the local engine on 2 cores, one two-thread actor at 0.79-0.82x
 (docs/scaling.md). Only the files the driver's scan found new or changed go through the pipeline. The driver stays
 the single writer: it collects every chunk and vector, and only then does ``ingest.sync`` open the next generation,
 so a pipeline that fails (a worker that Ray cannot bring back, a cluster that goes away) raises before anything is
