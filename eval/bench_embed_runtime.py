@@ -40,13 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.embedding_openvino import export_openvino, graph_embedder, openvino_runner
+from eval.reader_data import DEFAULT_POOL  # the SQuAD training pool: calibration for the static int8 rows
+from ingest.embedding_openvino import batch_feed, export_openvino, graph_embedder, openvino_runner
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the exported ONNX graph's, in order
 
 RECALL_BAR = 0.99
 DEFAULT_SQUAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad2" / "dev-2articles.json"
-DEFAULT_POOL = DEFAULT_SQUAD.with_name("train-20articles.json.gz")  # calibration for the static int8 rows
 CALIBRATION_ARTICLES = 10
 # NNCF ignored scopes (regular expressions over OpenVINO's node names for the converted MiniLM); None quantises all
 INT8_SCOPES = {
@@ -195,11 +195,10 @@ def build_variants(
     if default.runtime != "openvino" or default.dtype != "bfloat16":
         add("openvino bf16", lambda: openvino_runner(onnx_path, threads, "bf16"))
     if calibration_texts:
-        feeds = []
-        for start in range(0, len(calibration_texts), CPU_BATCH):
-            batch = calibration_texts[start : start + CPU_BATCH]
-            encoded = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="np")
-            feeds.append({name: encoded[name].astype(np.int64) for name in INPUTS})
+        feeds = [
+            batch_feed(tokenizer, calibration_texts[start : start + CPU_BATCH], max_tokens)
+            for start in range(0, len(calibration_texts), CPU_BATCH)
+        ]
         # the product's own OpenVINO graph (its node names are what INT8_SCOPES matches), not the ONNX export
         graph = export_openvino(fp32.model, workdir / "openvino")
         for i, (scope_label, ignored) in enumerate(INT8_SCOPES.items()):

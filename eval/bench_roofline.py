@@ -62,18 +62,13 @@ def squad_chunks(
 ) -> tuple[list[str], list[str]]:
     """(texts to embed, questions) from a SQuAD file (``.json`` or ``.json.gz``): our chunker over one document per
     article, of the first ``articles`` (None: all)."""
-    import gzip
-    import json
-
+    from eval.reader_data import load_pool
     from ingest.chunking import Chunker
     from ingest.embedding import load_embedder
     from ingest.sync import embedding_text
     from ingest.types import LoadedDocument
 
-    raw = Path(squad_json).read_bytes()
-    if str(squad_json).endswith(".gz"):
-        raw = gzip.decompress(raw)
-    data = json.loads(raw)["data"][:articles]
+    data = load_pool(squad_json)["data"][:articles]
     embedder = load_embedder(progress=False)
     chunker = Chunker(embedder.token_len)
     texts, questions = [], []

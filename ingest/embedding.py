@@ -6,6 +6,7 @@ On a CPU it runs on OpenVINO where the model allows (``embedding_openvino``), el
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from .embedding_openvino import (
     RUNTIME_ENV,
     cached_openvino_embedder,
     openvino_embedder,
+    sentence_dimension,
+    token_count,
     wanted_runtime,
     why_not_openvino,
 )
@@ -75,8 +78,7 @@ class SentenceTransformerEmbedder:
                 f"({DEFAULT_EMBEDDER}), a local sentence-transformers folder, or a model already in the HF cache."
             ) from err
         self.name = name
-        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dimension = int(dimension())
+        self.dimension = sentence_dimension(self.model)
         self.max_tokens = int(self.model.max_seq_length)
         self.batch_size = batch_size
         self.dtype = "float32"  # as loaded; ``cast`` lowers it
@@ -91,7 +93,7 @@ class SentenceTransformerEmbedder:
         self.dtype = dtype
 
     def token_len(self, text: str) -> int:
-        return len(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return token_count(self._tokenizer, text)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -139,7 +141,7 @@ def load_token_counter(name_or_path: str | None = None) -> Callable[[str], int]:
 
     default = name_or_path is None or name_or_path in _DEFAULT_ALIASES
     tokenizer = AutoTokenizer.from_pretrained(default_embedder_path() if default else name_or_path)
-    return lambda text: len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    return functools.partial(token_count, tokenizer)
 
 
 def load_embedder(

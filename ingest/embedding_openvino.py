@@ -31,6 +31,23 @@ TOKENIZER = "tokenizer"  # beside the graph: the tokenizer sentence-transformers
 EXPORT_LAYOUT = "3"  # part of the cache key: exports without the manifest and tokenizer are made again, once
 
 
+def token_count(tokenizer, text: str) -> int:
+    """``Embedder.token_len``: the model's tokens in ``text`` without special tokens, as the chunker counts them."""
+    return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+
+def sentence_dimension(model) -> int:
+    """A SentenceTransformer's vector size (sentence-transformers 6 renamed the method)."""
+    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(dimension())
+
+
+def batch_feed(tokenizer, batch: list[str], max_tokens: int) -> dict:
+    """One batch as an exported encoder takes it: the tokenizer's inputs, padded, truncated to the window, int64."""
+    encoded = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="np")
+    return {name: encoded[name].astype(np.int64) for name in tokenizer.model_input_names}
+
+
 def pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean over the real tokens, then L2-normalised: sentence-transformers' Pooling (mean) and Normalize modules."""
     mask = mask[..., None].astype(np.float32)
@@ -49,15 +66,13 @@ def graph_embedder(
     """``embed(texts)`` for an exported encoder, batched as ``SentenceTransformer.encode`` does: sorted by length
     (longest first), padded per batch, truncated to the model's window; vectors come back in the caller's order.
     ``parallel`` batches run at once (``run_batch`` must then be safe to call from that many threads)."""
-    inputs = tuple(tokenizer.model_input_names)  # what the exported graph takes, by name
 
     def embed(texts: list[str]) -> np.ndarray:
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        feeds = []
-        for start in range(0, len(texts), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
-            encoded = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="np")
-            feeds.append({name: encoded[name].astype(np.int64) for name in inputs})
+        feeds = [
+            batch_feed(tokenizer, [texts[i] for i in order[start : start + batch_size]], max_tokens)
+            for start in range(0, len(texts), batch_size)
+        ]
         if parallel > 1 and len(feeds) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -122,8 +137,7 @@ def export_openvino(model, folder: Path) -> Path:
     encoder.eval()  # tracing restores the wrapper's training flag on every submodule
     # float32 weights as trained: the default fp16 compression moved vectors by 2.6e-4 even in float32 inference
     ov.save_model(converted, str(partial / GRAPH), compress_to_fp16=False)
-    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    manifest = {"max_tokens": int(model.max_seq_length), "dimension": int(dimension())}
+    manifest = {"max_tokens": int(model.max_seq_length), "dimension": sentence_dimension(model)}
     (partial / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     model.tokenizer.save_pretrained(str(partial / TOKENIZER))  # as sentence-transformers loaded it, arguments and all
     try:
@@ -198,9 +212,10 @@ def why_not_openvino(model, device: str) -> str | None:
     return None
 
 
-def export_folder(model_dir: Path, name: str) -> Path:
-    """The cache folder of one model's export: keyed by its name, its weight files (a model replaced in place, same
-    name, gets a new export), the exporting versions and the export's layout."""
+def exported_graph(model_dir: Path, name: str) -> Path:
+    """Where the export of ``name`` (loaded from ``model_dir``) keeps its graph, whether or not it exists yet. The
+    cache folder is keyed by the name, the weight files (a model replaced in place, same name, gets a new export), the
+    exporting versions and the export's layout."""
     from importlib.metadata import version
 
     from .common import cache_dir
@@ -211,7 +226,7 @@ def export_folder(model_dir: Path, name: str) -> Path:
     for file in sorted([*model_dir.rglob("*.safetensors"), *model_dir.rglob("*.bin")]):
         stat = file.stat()
         digest.update(f"\0{file.relative_to(model_dir)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return cache_dir("embedders", "openvino", digest.hexdigest()[:16])
+    return cache_dir("embedders", "openvino", digest.hexdigest()[:16]) / "encoder" / GRAPH
 
 
 class OpenVINOEmbedder:
@@ -237,7 +252,7 @@ class OpenVINOEmbedder:
         self.embed_texts = graph_embedder(run, tokenizer, self.max_tokens, batch_size, progress, parallel=threads)
 
     def token_len(self, text: str) -> int:
-        return len(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return token_count(self._tokenizer, text)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -249,7 +264,7 @@ def cached_openvino_embedder(
     name: str, model_dir: Path, dtype: str, batch_size: int, progress: bool
 ) -> OpenVINOEmbedder | None:
     """The embedder from an export made before, without sentence-transformers; None when there is none yet."""
-    graph = export_folder(model_dir, name) / "encoder" / GRAPH
+    graph = exported_graph(model_dir, name)
     if not (graph.is_file() and (graph.parent / MANIFEST).is_file()):
         return None
     from transformers import AutoTokenizer  # the tokenizer the export saved: the same token counts, so same chunks
@@ -263,7 +278,7 @@ def openvino_embedder(
 ) -> OpenVINOEmbedder:
     """The embedder on OpenVINO for a float32 SentenceTransformer loaded from ``model_dir``: exported on first use,
     then read from the cache."""
-    graph = export_folder(model_dir, name) / "encoder" / GRAPH
+    graph = exported_graph(model_dir, name)
     if not graph.is_file():
         print(f"Converting the embedder {name} for OpenVINO (once) ...", file=sys.stderr, flush=True)
         graph = export_openvino(model, graph.parent)
