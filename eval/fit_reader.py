@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.answerability import AnswerabilityModel, feature_names, features
+from rag.answerability import SPAN_SIGNALS, AnswerabilityModel, feature_names, features
 from rag.gates import GATE_CODES
 from rag.reader_config import ReaderConfig, ReaderSettings
 
@@ -31,12 +31,14 @@ THRESHOLDS = np.round(np.arange(0.0, 0.91, 0.01), 2)
 # Gates that end reading whatever the learned model says: nothing to read, or the model itself chose "unknown"
 ALWAYS_HARD = ("off_topic", "model_unknown")
 SUBJECT_GATES = ("missing_term", "off_subject", "no_typed_span")
+# lever: (hard gates, learned gate?, does the learned gate see the span model's signals?)
 LEVERS = {
-    "hand gates (before)": (ReaderConfig().hard_gates, False),
-    "no gates": (ALWAYS_HARD, False),
-    "learned, all gates as features": (ALWAYS_HARD, True),
-    "learned + subject gates hard": (ALWAYS_HARD[:1] + SUBJECT_GATES + ALWAYS_HARD[1:], True),
-    "learned + all hand gates hard": (ReaderConfig().hard_gates, True),
+    "hand gates (before)": (ReaderConfig().hard_gates, False, False),
+    "no gates": (ALWAYS_HARD, False, False),
+    "learned, all gates as features": (ALWAYS_HARD, True, True),
+    "learned + subject gates hard": (ALWAYS_HARD[:1] + SUBJECT_GATES + ALWAYS_HARD[1:], True, True),
+    "learned + all hand gates hard": (ReaderConfig().hard_gates, True, True),
+    "learned + all hand gates hard, without the span model": (ReaderConfig().hard_gates, True, False),
 }
 
 
@@ -144,18 +146,24 @@ def choose_threshold(rows: list[dict], hard: tuple[str, ...]) -> tuple[float, di
     return best, best_stats
 
 
+def without_span_model(rows: list[dict]) -> list[dict]:
+    """The rows as a reader without rag.span_reader would have recorded them."""
+    return [{**r, "signals": {k: v for k, v in r["signals"].items() if k not in SPAN_SIGNALS}} for r in rows]
+
+
 def compare_levers(training: list[dict], holdout: list[dict]) -> list[Choice]:
     choices = []
-    for lever, (hard, learned) in LEVERS.items():
+    for lever, (hard, learned, span) in LEVERS.items():
+        fit_rows, held = (training, holdout) if span else (without_span_model(training), without_span_model(holdout))
         if learned:
-            threshold, oof = choose_threshold(training, hard)
-            model = train_model(training, hard)
+            threshold, oof = choose_threshold(fit_rows, hard)
+            model = train_model(fit_rows, hard)
         else:
             threshold, model = 0.0, None
-            demo = [r for r in training if r["group"] == DEMO_CHECK]
+            demo = [r for r in fit_rows if r["group"] == DEMO_CHECK]
             oof = {"demo": measure(demo, [decide(r, hard, None, 0.0) for r in demo])} if demo else {}
-        answered = [decide(r, hard, model, threshold) for r in holdout]
-        choices.append(Choice(lever, hard, model, threshold, measure(holdout, answered), oof))
+        answered = [decide(r, hard, model, threshold) for r in held]
+        choices.append(Choice(lever, hard, model, threshold, measure(held, answered), oof))
     return choices
 
 
@@ -196,7 +204,8 @@ def fit_main(args) -> int:
         embedder,
         generator,
         provenance={
-            "command": "python -m eval.calibrate collect --shard 0/2 & ... --shard 1/2; python -m eval.calibrate fit",
+            "command": "python -m eval.train_span_reader; python -m eval.calibrate collect --shard 0/2 & ... "
+            "--shard 1/2; ... collect --no-pool --demo-splits train; python -m eval.calibrate fit",
             "seed": args.seed,
             "data": "SQuAD 2.0 training pool (train-20articles.json.gz) and the demo corpus's train and dev splits",
             "license": "Trained on SQuAD 2.0 (Rajpurkar, Jia and Liang, 2018; text from Wikipedia), CC BY-SA 4.0",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from rag.lexicon import is_abstention  # the product's list (rag/data/abstain_phrases.txt): both count the same
-from rag.text import normalise
+from rag.text import normalise, word_f1
 
 __all__ = ["is_abstention"]
 
@@ -23,15 +22,7 @@ def exact_match(answer: str, aliases) -> bool:
 
 
 def token_f1(answer: str, aliases) -> float:
-    best = 0.0
-    pred = normalise(answer).split()
-    for alias in aliases:
-        gold = normalise(alias).split()
-        common = sum((Counter(pred) & Counter(gold)).values())
-        if common:
-            precision, recall = common / len(pred), common / len(gold)
-            best = max(best, 2 * precision * recall / (precision + recall))
-    return best
+    return max((word_f1(answer, alias) for alias in aliases), default=0.0)
 
 
 @dataclass

@@ -25,12 +25,17 @@ from .qa import QAItem, article_filename, load_squad, write_squad_corpus
 
 DEFAULT_POOL = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad2" / "train-20articles.json.gz"
 HOLDOUT_ARTICLES = 4
+CALIBRATION_ARTICLES = 4
 ARTICLES_PER_CORPUS = 2
 
 
 @dataclass(frozen=True)
 class Split:
-    train: list[str]  # article titles
+    """Article titles. Trained models (the span reader, the reading adapter) learn on ``learn``; the answerability
+    gate is fitted on ``calibration``, articles those models never saw; every choice is measured on ``holdout``."""
+
+    learn: list[str]
+    calibration: list[str]
     holdout: list[str]
 
 
@@ -48,10 +53,15 @@ def load_pool(path: Path) -> dict:
         return json.load(handle)
 
 
-def split_articles(data: dict, seed: int, holdout: int = HOLDOUT_ARTICLES) -> Split:
+def split_articles(data: dict, seed: int) -> Split:
     titles = sorted(article["title"] for article in data["data"])
     random.Random(seed).shuffle(titles)
-    return Split(train=sorted(titles[holdout:]), holdout=sorted(titles[:holdout]))
+    calibration_end = HOLDOUT_ARTICLES + CALIBRATION_ARTICLES
+    return Split(
+        learn=sorted(titles[calibration_end:]),
+        calibration=sorted(titles[HOLDOUT_ARTICLES:calibration_end]),
+        holdout=sorted(titles[:HOLDOUT_ARTICLES]),
+    )
 
 
 def sample_questions(data: dict, titles: list[str], per_article: int, seed: int) -> dict[str, list[QAItem]]:
@@ -74,8 +84,11 @@ def observe(retriever, generator, items: list[QAItem], user_of, group, done: set
     from rag.answer import answer_with_details
     from rag.reader import ExtractiveReader
     from rag.reader_config import ReaderSettings
+    from rag.span_reader import cached_span_model
 
-    reader = ExtractiveReader(generator, retriever.embedder.embed, ReaderSettings(), observe=True)
+    reader = ExtractiveReader(
+        generator, retriever.embedder.embed, ReaderSettings(), observe=True, span_model=cached_span_model()
+    )
     for item in items:
         if item.id in done:
             continue
@@ -107,7 +120,9 @@ def collect_pool(
     data = load_pool(pool)
     split = split_articles(data, seed)
     # held-out groups first: an interrupted run still has what every decision is measured on
-    groups = [("holdout", g) for g in corpus_groups(split.holdout)] + [("train", g) for g in corpus_groups(split.train)]
+    groups = [("holdout", g) for g in corpus_groups(split.holdout)] + [
+        ("train", g) for g in corpus_groups(split.calibration)
+    ]
     done = _done(out)
     for number, (part, titles) in enumerate(groups):
         if number % shard[1] != shard[0]:

@@ -132,7 +132,7 @@ def build(pool: Path, out: Path, examples_wanted: int, seed: int, command: str, 
     from .reader_data import load_pool, split_articles
 
     data = load_pool(pool)
-    articles = split_articles(data, seed).train
+    articles = split_articles(data, seed).learn
     squad = question_reading_examples(data, articles, seed, examples_wanted)
     corpus = bundled_corpus()
     demo = demo_reading_examples(corpus, corpus.parent / "acme-qa.jsonl", DEMO_SPLITS, seed)

@@ -21,6 +21,7 @@ from .lexicon import is_abstention
 from .prompting import UNKNOWN, Passage, chat_content, chat_messages, completion_prompt, fit_passages
 from .reader import IDK, ExtractiveReader, Reader, ReadResult
 from .reader_config import load_settings
+from .span_reader import cached_span_model
 from .support import supports
 from .types import Answer, Citation, SearchResult
 
@@ -119,7 +120,9 @@ def make_reader(generator, embed=None, embedder_name: str | None = None) -> Read
     generation with citation marks, checked against the passages (``GenerativeReader``)."""
     if hasattr(generator, "extract") and embed is not None:
         embedder_name = embedder_name or getattr(getattr(embed, "__self__", None), "name", "unknown-embedder")
-        return ExtractiveReader(generator, embed, load_settings(embedder_name, getattr(generator, "name", "")))
+        settings = load_settings(embedder_name, getattr(generator, "name", ""))
+        span_model = cached_span_model() if settings.reads_span_model else None
+        return ExtractiveReader(generator, embed, settings, span_model=span_model)
     return GenerativeReader(generator)
 
 

@@ -28,7 +28,10 @@ SIGNALS = (
     "answer_words",
     "question_words",
     "typed",
+    "span_margin",
+    "span_agrees",
 )
+SPAN_SIGNALS = ("span_margin", "span_agrees")  # rag.span_reader's second opinion (rag.reader.span_signals)
 EXPECTED_TYPES = ("date", "money", "identifier", "number", "person")
 LOGPROB_FLOOR = -20.0  # -inf (no token read) as a number a linear model can weigh
 
@@ -61,6 +64,11 @@ class AnswerabilityModel:
         x = features(signals, self.gates)
         z = self.bias + sum(w * (v - m) / s for w, v, m, s in zip(self.weights, x, self.mean, self.scale))
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    @property
+    def weighs_span_model(self) -> bool:
+        """Whether the span model's signals count (a gate fitted without them has zero weights there)."""
+        return any(self.weights[SIGNALS.index(name)] for name in SPAN_SIGNALS)
 
     def to_dict(self) -> dict:
         return {

@@ -24,11 +24,12 @@ import numpy as np
 from ingest.catalog import document_title
 
 from .answer_types import answers_type, expected_type, has_type
+from .answerability import LOGPROB_FLOOR
 from .gates import Reading, run_gates
 from .key_terms import conflicts, uncovered_terms, uncovered_words
 from .lexicon import is_abstention
 from .reader_config import ReaderConfig, ReaderSettings
-from .text import STOPWORDS, contains_answer, normalise, segments
+from .text import STOPWORDS, contains_answer, normalise, segments, word_f1
 from .types import SearchResult
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -192,8 +193,11 @@ class ExtractiveReader:
         settings: ReaderSettings | None = None,
         max_new_tokens: int = 16,
         observe: bool = False,
+        span_model=None,
     ) -> None:
         self.generator = generator
+        # rag.span_reader's model: a second opinion for the learned gate (None: its signals stay absent)
+        self.span_model = span_model
         # A model trained on this reading prompt (eval.raft's adapter, eval.reading_adapter's model) reads it as it
         # was trained: with no examples in front of it
         self.few_shot = not getattr(generator, "trained_to_read", False)
@@ -245,6 +249,8 @@ class ExtractiveReader:
             signals["gate:model_unknown"] = 1.0
             return ReadResult(IDK, True, [], signals, "the passages do not answer the question", "model_unknown")
         self._describe_answer(reading)
+        if self.span_model is not None:
+            signals.update(span_signals(self.span_model, question, results, reading.answer))
         code, why = run_gates(reading, "after", self.observe)
         if not code and self.settings.answerability and not self.observe:
             probability = self.settings.answerability.probability(signals)
@@ -303,6 +309,17 @@ class ExtractiveReader:
         if len(units) > 1 and unsure:
             return read(units), len(units)
         return found, 1
+
+
+def span_signals(span_model, question: str, results: list[SearchResult], answer: str) -> dict[str, float]:
+    """The span model's best span over every retrieved chunk: how far it beats "no answer" (``span_margin``) and how
+    much it agrees with the generator's span (``span_agrees``, word F1: two different readers that pick the same
+    words are right more often than either alone)."""
+    spans = [span for span in span_model.best_spans(question, [r.text for r in results]) if span is not None]
+    if not spans:
+        return {"span_margin": LOGPROB_FLOOR, "span_agrees": 0.0}
+    best = max(spans, key=lambda span: span.margin)
+    return {"span_margin": best.margin, "span_agrees": word_f1(answer, best.text)}
 
 
 def surroundings(unit: Unit, result: SearchResult) -> str:

@@ -91,6 +91,11 @@ class ReaderSettings:
     provenance: dict = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def reads_span_model(self) -> bool:
+        """The learned gate weighs the span model's signals (rag.span_reader), so the reader must compute them."""
+        return self.answerability is not None and self.answerability.weighs_span_model
+
     def to_dict(self) -> dict:
         return {
             "format": FORMAT,

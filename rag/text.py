@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 
 # Function words: not content, never key terms (the reader's word-overlap and coverage signals)
@@ -28,6 +29,16 @@ def normalise(text: str) -> str:
     text = "".join(" " if ch in _SPACE else "" if ch in _DELETE else ch for ch in text)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
+
+
+def word_f1(answer: str, reference: str) -> float:
+    """SQuAD's word-overlap F1 between two normalised strings (0 when they share no word)."""
+    said, wanted = normalise(answer).split(), normalise(reference).split()
+    common = sum((Counter(said) & Counter(wanted)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(said), common / len(wanted)
+    return 2 * precision * recall / (precision + recall)
 
 
 def contains_answer(passage: str, answer: str) -> bool:

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from eval.fit_reader import decide, fit_logistic, train_model, wilson
+from eval.fit_reader import decide, fit_logistic, train_model, wilson, without_span_model
 from eval.metrics import is_abstention as scorer_abstains
+from eval.reader_data import split_articles
 from rag.answer_types import has_type
 from rag.answerability import AnswerabilityModel, feature_names
 from rag.lexicon import is_abstention
@@ -12,8 +13,8 @@ from rag.reader_config import ReaderConfig, ReaderSettings, load_settings, setti
 
 
 def test_settings_round_trip_and_are_found_for_their_pair_only(tmp_path, monkeypatch, capsys):
-    model = AnswerabilityModel(("echo",), [0.0] * 22, [1.0] * 22, [0.5] * 22, -0.25)
-    assert len(feature_names(("echo",))) == 22
+    model = AnswerabilityModel(("echo",), [0.0] * 24, [1.0] * 24, [0.5] * 24, -0.25)
+    assert len(feature_names(("echo",))) == 24
     settings = ReaderSettings(ReaderConfig(min_first_logprob=-2.5), model, "emb/one", "gen-two", {"seed": 3})
     path = settings.save(tmp_path)
     assert path.name == settings_filename("emb/one", "gen-two")
@@ -48,6 +49,35 @@ def test_replayed_decisions_follow_hard_gates_and_the_learned_threshold():
     assert decide(row(True, -0.1, echo=1), (), None, 0.0)
 
 
+def test_a_gate_fitted_without_the_span_model_does_not_load_it():
+    def row(correct, agrees):
+        signals = {"span_agrees": agrees, "span_margin": 3.0 * agrees, "first_logprob": -1.0}
+        return {
+            "id": f"{correct}{agrees}",
+            "group": "g",
+            "answer": "x",
+            "code": "",
+            "correct": correct,
+            "signals": signals,
+        }
+
+    rows = [row(True, 0.8 + 0.01 * i) for i in range(20)] + [row(False, 0.01 * i) for i in range(20)]
+    with_span = train_model(rows, ("off_topic", "model_unknown"))
+    without = train_model(without_span_model(rows), ("off_topic", "model_unknown"))
+    assert with_span.weighs_span_model and not without.weighs_span_model
+    assert ReaderSettings(answerability=with_span).reads_span_model
+    assert not ReaderSettings(answerability=without).reads_span_model
+    assert not ReaderSettings().reads_span_model  # no learned gate, no span model to load
+
+
+def test_trained_models_and_the_gate_learn_on_different_articles_and_none_on_the_held_out_ones():
+    pool = {"data": [{"title": f"Article {n:02d}", "paragraphs": []} for n in range(20)]}
+    split = split_articles(pool, seed=0)
+    assert (len(split.learn), len(split.calibration), len(split.holdout)) == (12, 4, 4)
+    assert len({*split.learn, *split.calibration, *split.holdout}) == 20
+    assert split_articles(pool, seed=0) == split and split_articles(pool, seed=1) != split
+
+
 def test_wilson_interval():
     assert wilson(0, 0) == [0.0, 0.0]
     low, high = wilson(45, 100)
@@ -77,6 +107,7 @@ def test_the_bundled_pair_ships_its_calibration_with_the_data_licence(monkeypatc
     from ingest.embedding import DEFAULT_EMBEDDER
     from rag.generation import DEFAULT_GENERATOR
     from rag.reader_config import SHIPPED_DIR
+    from rag.span_reader import ARTIFACT_DIR as SPAN_ARTIFACT_DIR
 
     monkeypatch.delenv("RAG_READER_DIR", raising=False)
     load_settings.cache_clear()
@@ -86,4 +117,6 @@ def test_the_bundled_pair_ships_its_calibration_with_the_data_licence(monkeypatc
     assert 0 < settings.config.min_answer_probability < 1
     assert "CC BY-SA 4.0" in settings.provenance["license"]
     assert "CC BY-SA 4.0" in (SHIPPED_DIR / "ATTRIBUTION.md").read_text()
-    assert sum(p.stat().st_size for p in SHIPPED_DIR.iterdir()) < 20_000_000
+    assert settings.reads_span_model  # the gate weighs the span model, whose weights ship beside the settings
+    trained = [*SHIPPED_DIR.iterdir(), *SPAN_ARTIFACT_DIR.iterdir()]
+    assert sum(p.stat().st_size for p in trained) <= 20 * 1024 * 1024  # the budget for everything trained
