@@ -16,24 +16,8 @@ def ask(index_dir, question, *extra):
     return json.loads(result.stdout)
 
 
-@pytest.fixture
-def hand_set_reader(tmp_path, monkeypatch):
-    """The reader with its hand-set defaults (ReaderConfig(), no learned gate) for the bundled pair. This test is
-    about permissions, and the shipped learned gate withholds the flagship answer below ("64 million", p = 0.13 under
-    its 0.30 threshold, measured by eval.ask_eval; docs/reader.md), which would leave the permission check vacuous."""
-    from ingest.embedding import DEFAULT_EMBEDDER
-    from rag.generation import DEFAULT_GENERATOR
-    from rag.reader_config import ReaderSettings, load_settings
-
-    ReaderSettings(embedder=DEFAULT_EMBEDDER, generator=DEFAULT_GENERATOR).save(tmp_path / "reader")
-    monkeypatch.setenv("RAG_READER_DIR", str(tmp_path / "reader"))
-    load_settings.cache_clear()
-    yield
-    load_settings.cache_clear()
-
-
 @pytest.mark.slow
-def test_index_then_ask_gives_cited_answers_only_to_permitted_users(tmp_path, hand_set_reader):
+def test_index_then_ask_gives_cited_answers_only_to_permitted_users(tmp_path):
     index_dir = tmp_path / "idx"
     indexed = CliRunner().invoke(cli, ["index", str(bundled_corpus()), "--index-dir", str(index_dir), "--json"])
     assert indexed.exit_code == 0, indexed.output
@@ -44,6 +28,7 @@ def test_index_then_ask_gives_cited_answers_only_to_permitted_users(tmp_path, ha
     assert set(public["timings"]) >= {"retrieval", "generation", "total"}
 
     # The acquisition price sits only in a finance document: alice (CFO) may read it, anonymous and hana may not.
+    # The shipped reader settings answer it (with the span model's agreement; docs/reader.md).
     question = "For how much will HTI acquire Marelius Sensors?"
     permitted = ask(index_dir, question, "--user", "alice")
     assert "64 million" in permitted["answer"]
