@@ -23,9 +23,9 @@ from ingest.common import cache_dir
 
 from .reader_data import collect_demo, collect_pool, rows_path
 
-# Questions per training and per held-out article, and the demo splits read: what 2 cores shared with five other
-# jobs read in under an hour (4 shards, ~4 s a question in all); on a quiet machine, take more.
-PER_ARTICLE = 80  # x 4 calibration articles: as many rows as 20 of each of 16 articles were
+# Questions per calibration and per held-out article, and the demo splits read: 640 questions, about 13 minutes
+# in two shards on 2 quiet cores (docs/reader.md); take more on a bigger machine.
+PER_ARTICLE = 80
 PER_HOLDOUT_ARTICLE = 40
 DEMO_SPLITS = "dev"
 

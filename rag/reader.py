@@ -249,9 +249,9 @@ class ExtractiveReader:
             signals["gate:model_unknown"] = 1.0
             return ReadResult(IDK, True, [], signals, "the passages do not answer the question", "model_unknown")
         self._describe_answer(reading)
-        if self.span_model is not None:
-            signals.update(span_signals(self.span_model, question, results, reading.answer))
         code, why = run_gates(reading, "after", self.observe)
+        if self.span_model is not None and (self.observe or not code):  # only the learned gate reads them
+            signals.update(span_signals(self.span_model, question, results, reading.answer))
         if not code and self.settings.answerability and not self.observe:
             probability = self.settings.answerability.probability(signals)
             signals["answer_probability"] = probability
