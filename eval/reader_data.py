@@ -1,10 +1,11 @@
 """Reader signals on real questions, for calibration: every gate and signal of the extractive reader, recorded with
 whether its span was right, on the SQuAD 2.0 training pool (and the demo corpus's train and dev splits).
 
-The pool's articles are split once, by a seeded shuffle, into training articles and held-out articles; every
-decision (which gates stay hard, the learned model's threshold, which lever to keep) is measured on the held-out
-ones. Articles are indexed two at a time, as the evaluation pair is, so retrieval sees as many distractors as in
-``rag eval``. Rows are appended to a JSON Lines file as they come, so an interrupted run resumes where it stopped.
+The pool's articles are split once, by a seeded shuffle, into learning articles (for trained models: the span
+model, the reading adapter), calibration articles (the learned gate is fitted on their rows) and held-out articles;
+every decision (which gates stay hard, the learned model's threshold, which lever to keep) is measured on the
+held-out ones. Articles are indexed two at a time, as the evaluation pair is, so retrieval sees as many distractors
+as in ``rag eval``. Rows are appended to a JSON Lines file as they come, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations

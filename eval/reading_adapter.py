@@ -7,11 +7,11 @@ takes as ``--generator DIR``. Issue 14's first lever, measured and not adopted: 
     rag eval --qa ../shared/data/squad2/dev-2articles.json --systems rag,oracle --probes none --generator DIR
 
 RAFT with real questions: a LoRA trained for the extractive reader's prompt (no few-shot examples) on SQuAD 2.0
-questions of the training pool's training articles (``eval.reader_data.split_articles``) and on the demo corpus's
-train split. The held-out pool articles, the SQuAD evaluation pair and the demo's dev and test splits are never
-seen. Synthetic echo questions taught the earlier ``rag_raft`` adapter that a paraphrase is "not in the passages"
-(docs/evaluation.md); real questions paraphrase their sentence, and SQuAD 2.0's unanswerable questions are
-adversarial twins written against the same paragraph.
+questions of the training pool's learning articles (``eval.reader_data.split_articles``) and on the demo corpus's
+train split. The calibration and held-out pool articles, the SQuAD evaluation pair and the demo's dev and test
+splits are never seen. Synthetic echo questions taught the earlier ``rag_raft`` adapter that a paraphrase is "not in
+the passages" (docs/evaluation.md); real questions paraphrase their sentence, and SQuAD 2.0's unanswerable questions
+are adversarial twins written against the same paragraph.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _quotable(answer: str, unit) -> bool:
 
 
 def build(pool: Path, out: Path, examples_wanted: int, seed: int, command: str, progress: bool = True) -> dict:
-    """Train the adapter on the pool's training articles and the demo's train split; write the merged model, its
+    """Train the adapter on the pool's learning articles and the demo's train split; write the merged model, its
     tokenizer and how it was made (``training.json``) to ``out``."""
     import torch
 
