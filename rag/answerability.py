@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+SPAN_SIGNALS = ("span_margin", "span_agrees")  # rag.span_reader's second opinion (rag.reader.span_signals)
 # Signals of ReadResult.signals the model reads, each a float; absent ones count as 0.
 SIGNALS = (
     "retrieval_score",
@@ -28,10 +29,8 @@ SIGNALS = (
     "answer_words",
     "question_words",
     "typed",
-    "span_margin",
-    "span_agrees",
+    *SPAN_SIGNALS,
 )
-SPAN_SIGNALS = ("span_margin", "span_agrees")  # rag.span_reader's second opinion (rag.reader.span_signals)
 EXPECTED_TYPES = ("date", "money", "identifier", "number", "person")
 LOGPROB_FLOOR = -20.0  # -inf (no token read) as a number a linear model can weigh
 
