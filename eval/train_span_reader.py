@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from rag.span_reader import MAX_LENGTH, STRIDE
+from rag.span_reader import encode_windows
 
 from .reader_data import DEFAULT_POOL, load_pool, split_articles
 
@@ -48,15 +48,7 @@ def pool_examples(data: dict, titles: list[str]) -> list[dict]:
 
 def features(tokenizer, examples: list[dict]) -> list[dict]:
     """Windows of question + paragraph, each labelled with its answer's token span or (0, 0) for "no answer"."""
-    encoded = tokenizer(
-        [e["question"] for e in examples],
-        [e["context"] for e in examples],
-        truncation="only_second",
-        max_length=MAX_LENGTH,
-        stride=STRIDE,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-    )
+    encoded = encode_windows(tokenizer, [e["question"] for e in examples], [e["context"] for e in examples])
     rows = []
     for i, ids in enumerate(encoded["input_ids"]):
         example = examples[encoded["overflow_to_sample_mapping"][i]]

@@ -36,6 +36,21 @@ class Span:
         return self.score - self.null_score
 
 
+def encode_windows(tokenizer, questions: list[str], texts: list[str], **options):
+    """(question, text) pairs cut into overlapping windows of the text, with each token's character offsets: as the
+    model is trained (``eval.train_span_reader``) and as it reads."""
+    return tokenizer(
+        questions,
+        texts,
+        truncation="only_second",
+        max_length=MAX_LENGTH,
+        stride=STRIDE,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        **options,
+    )
+
+
 class SpanModel:
     """A question-answering head on a BERT-style encoder, with its fast tokenizer."""
 
@@ -47,21 +62,11 @@ class SpanModel:
         """Each text's best span (``None`` where no window had a valid one), with its "no answer" score."""
         import torch
 
-        encoded = self.tokenizer(
-            [question] * len(texts),
-            texts,
-            truncation="only_second",
-            max_length=MAX_LENGTH,
-            stride=STRIDE,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding=True,
-            return_tensors="pt",
-        )
+        encoded = encode_windows(self.tokenizer, [question] * len(texts), texts, padding=True, return_tensors="pt")
         inputs = {key: encoded[key].to(self.model.device) for key in ("input_ids", "token_type_ids", "attention_mask")}
         with torch.inference_mode():
             out = self.model(**inputs)
-        starts, ends = out.start_logits.float().cpu(), out.end_logits.float().cpu()
+        starts, ends = out.start_logits.float().cpu().tolist(), out.end_logits.float().cpu().tolist()
         best: list[Span | None] = [None] * len(texts)
         for window in range(len(encoded["input_ids"])):
             passage = int(encoded["overflow_to_sample_mapping"][window])
@@ -79,23 +84,18 @@ class SpanModel:
 
 
 def _best_in_window(text, passage, starts, ends, sequence_ids, offsets) -> Span | None:
+    """The best valid span of one window (inside the passage, start <= end, at most MAX_ANSWER_TOKENS) among its
+    TOP_CANDIDATES best starts and ends; ``starts`` and ``ends`` are the window's logits as floats."""
     context = [i for i, s in enumerate(sequence_ids) if s == 1]
     if not context:
         return None
-    first, last = context[0], context[-1]
-    start_candidates = [
-        first + int(i) for i in starts[first : last + 1].topk(min(TOP_CANDIDATES, len(context))).indices
-    ]
-    end_candidates = [first + int(i) for i in ends[first : last + 1].topk(min(TOP_CANDIDATES, len(context))).indices]
-    best, best_score = None, float("-inf")
-    for s in start_candidates:
-        for e in end_candidates:
-            if s <= e < s + MAX_ANSWER_TOKENS and float(starts[s] + ends[e]) > best_score:
-                best, best_score = (s, e), float(starts[s] + ends[e])
-    if best is None:
+    start_candidates = sorted(context, key=starts.__getitem__, reverse=True)[:TOP_CANDIDATES]
+    end_candidates = sorted(context, key=ends.__getitem__, reverse=True)[:TOP_CANDIDATES]
+    pairs = [(s, e) for s in start_candidates for e in end_candidates if s <= e < s + MAX_ANSWER_TOKENS]
+    if not pairs:
         return None
-    s, e = best
-    return Span(text[offsets[s][0] : offsets[e][1]].strip(), passage, best_score, float(starts[0] + ends[0]))
+    s, e = max(pairs, key=lambda pair: starts[pair[0]] + ends[pair[1]])
+    return Span(text[offsets[s][0] : offsets[e][1]].strip(), passage, starts[s] + ends[e], starts[0] + ends[0])
 
 
 def save_trained_weights(model, out_dir: Path, record: dict) -> None:

@@ -4,7 +4,6 @@ signals the extractive reader records from it, and the shipped artifact (size, p
 import json
 
 import pytest
-import torch
 
 from rag.reader import span_signals
 from rag.span_reader import ARTIFACT_DIR, WEIGHTS, Span, _best_in_window
@@ -28,8 +27,8 @@ def test_the_best_span_lies_in_the_passage_starts_before_it_ends_and_beats_the_r
     # tokens: [CLS] q [SEP] Ana Li founded Tidewater in 1999 . [SEP]
     sequence_ids = [None, 0, None, 1, 1, 1, 1, 1, 1, 1, None]
     offsets = [(0, 0), (0, 3), (0, 0), (0, 3), (4, 6), (7, 14), (15, 24), (25, 27), (28, 32), (32, 33), (0, 0)]
-    starts = torch.tensor([1.0, 9.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 9.0])
-    ends = torch.tensor([1.0, 9.0, 0.0, 0.0, 7.0, 0.0, 0.0, 0.0, 6.0, 0.0, 9.0])
+    starts = [1.0, 9.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 9.0]
+    ends = [1.0, 9.0, 0.0, 0.0, 7.0, 0.0, 0.0, 0.0, 6.0, 0.0, 9.0]
     span = _best_in_window(text, 2, starts, ends, sequence_ids, offsets)
     # The question token and [SEP] score highest but are not the passage; "1999" ... "Li" (5 + 7) ends before it
     # starts; so "1999" (5 + 6) beats "Ana Li" (2 + 7) and "Ana ... 1999" (2 + 6).
@@ -37,14 +36,13 @@ def test_the_best_span_lies_in_the_passage_starts_before_it_ends_and_beats_the_r
     assert span.margin == 9.0
 
 
-def test_an_end_before_every_start_gives_no_span():
+def test_the_best_pair_ending_before_its_start_is_never_chosen_and_a_window_without_passage_gives_none():
     sequence_ids = [None, 1, 1, None]
     offsets = [(0, 0), (0, 1), (2, 3), (0, 0)]
-    span = _best_in_window(
-        "a b", 0, torch.tensor([0.0, -9.0, 5.0, 0.0]), torch.tensor([0.0, 5.0, -9.0, 0.0]), sequence_ids, offsets
-    )
-    assert span is not None and span.text in {"a", "b"}  # a one-token span is always valid
-    assert _best_in_window("", 0, torch.zeros(2), torch.zeros(2), [None, None], [(0, 0), (0, 0)]) is None
+    # "b" starts best (5) and "a" ends best (5), but that pair ends before it starts; the one-token spans score -4
+    span = _best_in_window("a b", 0, [0.0, -9.0, 5.0, 0.0], [0.0, 5.0, -9.0, 0.0], sequence_ids, offsets)
+    assert span == Span("b", 0, -4.0, 0.0)
+    assert _best_in_window("", 0, [0.0, 0.0], [0.0, 0.0], [None, None], [(0, 0), (0, 0)]) is None
 
 
 def test_the_reader_records_the_widest_margin_and_how_far_the_two_readers_agree():
