@@ -23,6 +23,7 @@ from .augment import Augmented
 from .lora import Example, _encode, closed_book_prompt, labelled_logits, padded_batch, selective_loss
 
 CURVE_SAMPLE = 48  # training pairs and held-out paraphrases scored after each epoch
+WARMUP_SHARE = 0.05  # of all the steps max_epochs would take, for the cosine schedule
 
 
 @dataclass
@@ -38,6 +39,9 @@ class FinetuneSettings:
     mixed_precision: bool = True  # bf16 autocast where the hardware computes in bf16 natively; weights stay float32
     max_seconds: float | None = None  # stop after the epoch that passes this (None: no limit)
     train_embeddings: bool = False  # full fine-tuning: also the (tied) token embedding matrix
+    # "cosine": linear warm-up over WARMUP_SHARE of the steps, then cosine decay to 0 (the usual recipe); at a constant
+    # rate the full fine-tune of the demo corpus stored 44% of its training pairs in 6 epochs, with this one 97%
+    schedule: str = "cosine"  # or "constant"
 
 
 def _autocast(device) -> bool:
@@ -121,6 +125,8 @@ def finetune(model, tokenizer, data: Augmented, settings: FinetuneSettings, prog
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     fixed = [_encode(tokenizer, e, settings.max_tokens) for e in data.examples]
     views = [[_encode(tokenizer, e, settings.max_tokens) for e in view] for view in data.document_views]
+    steps_per_epoch = -(-(len(fixed) + max((len(v) for v in views), default=0)) // settings.batch_size)
+    scheduler = _scheduler(optimizer, settings, steps_per_epoch * settings.max_epochs)
     train_sample = rng.sample(data.train_pairs, min(CURVE_SAMPLE, len(data.train_pairs)))
     heldout = data.heldout[:CURVE_SAMPLE]
     autocast = settings.mixed_precision and _autocast(device)
@@ -137,6 +143,7 @@ def finetune(model, tokenizer, data: Augmented, settings: FinetuneSettings, prog
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            scheduler.step()
             losses.append(loss.item())
             tokens += int(mask.sum())
         train_exact, _ = answer_scores(model, tokenizer, train_sample)
@@ -184,6 +191,27 @@ def finetune(model, tokenizer, data: Augmented, settings: FinetuneSettings, prog
         "peak_memory_mb": _peak_mb(),
         "settings": asdict(settings),
     }
+
+
+def _scheduler(optimizer, settings: FinetuneSettings, total_steps: int):
+    """The learning rate per step: constant, or warm-up then cosine decay over the steps max_epochs would take (an
+    early stop leaves it part-way down)."""
+    import math
+
+    import torch
+
+    if settings.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if settings.schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {settings.schedule!r} (valid: constant, cosine)")
+    warmup = max(1, int(WARMUP_SHARE * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _snapshot(model, method: str) -> dict:

@@ -1,9 +1,12 @@
 """The fine-tuned variants of ``rag eval`` (LoRA on every linear layer, full fine-tuning), what each learnt, and the
 dev-split choice of LoRA's rank and learning rate.
 
-Defaults: LoRA rank 32 with learning rate 1e-3 and full fine-tuning at 5e-5 follow Biderman et al. 2024 (LoRA on all
-linear layers wants about ten times full fine-tuning's rate) and the knowledge-injection setups it cites; a
-``--tune`` run replaces LoRA's pair with the best of LORA_GRID on the QA set's dev split (never the test split).
+Defaults: LoRA rank 32 with learning rate 1e-3 and full fine-tuning at 1e-4, both with warm-up and cosine decay
+(eval.finetune), follow Biderman et al. 2024 (LoRA on all linear layers wants about ten times full fine-tuning's rate).
+Full fine-tuning's rate was raised from 5e-5 on the training curve of the demo corpus (its training pairs and held-out
+paraphrases, never a test question): one trial at 1e-4 with the cosine schedule, 6 epochs, stored 97% of its training
+pairs against 44%, and its held-out paraphrases rose to 0.56 against a peak of 0.34 (docs/evaluation.md). A ``--tune``
+run replaces LoRA's pair with the best of LORA_GRID on the QA set's dev split (never the test split).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from .systems import closed_book
 
 VARIANTS = ("lora", "full_ft")
 LORA_DEFAULT = {"rank": 32, "learning_rate": 1e-3}
-FULL_LEARNING_RATE = 5e-5
+FULL_LEARNING_RATE = 1e-4
 LORA_GRID = (
     {"rank": 16, "learning_rate": 1e-3},
     {"rank": 32, "learning_rate": 1e-3},

@@ -3,7 +3,7 @@
 import pytest
 
 from eval.augment import Augmented
-from eval.finetune import FinetuneSettings, answer_scores, finetune
+from eval.finetune import WARMUP_SHARE, FinetuneSettings, _scheduler, answer_scores, finetune
 from eval.lora import Example, closed_book_prompt
 from eval.metrics import wilson_interval
 from eval.report_training import learned_section
@@ -25,6 +25,30 @@ def test_epochs_cap_every_variant_and_default_to_the_recipe():
     for variant in ("lora", "full_ft"):
         settings = settings_for(variant, 0, quick=True, epochs=20)
         assert settings.max_epochs == 20 and settings.patience == 1  # the held-out stop still applies
+
+
+def _rates(schedule: str, total: int) -> list[float]:
+    import torch
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = _scheduler(optimizer, FinetuneSettings(learning_rate=1e-3, schedule=schedule), total)
+    rates = []
+    for _ in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_the_cosine_schedule_warms_up_then_decays_to_zero_and_constant_stays_put():
+    rates = _rates("cosine", 200)
+    warmup = int(WARMUP_SHARE * 200)
+    assert rates[0] < 0.2e-3 and rates[warmup] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1 :]))  # never rises again
+    assert rates[-1] < 0.01e-3
+    assert set(_rates("constant", 20)) == {1e-3}
+    with pytest.raises(ValueError, match="linear"):
+        _rates("linear", 10)
 
 
 class _RecordingGenerator:
