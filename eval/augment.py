@@ -103,9 +103,15 @@ def document_views(chunks, views: int, seed: int = 0) -> list[list[Example]]:
     return result
 
 
-def paraphrase(generator, question: str) -> str | None:
-    """The base model's rewording of ``question``; None when it is empty or just the question again."""
-    reply = generator.generate([f"Question: {question}\nRewritten:"], 32, ("\n",), prefix=PARAPHRASE_SHOTS)[0].strip()
+def paraphrases_of(generator, questions: list[str]) -> list[str | None]:
+    """The base model's rewording of each question (decoded together in batches); None where it is empty or just
+    the question again."""
+    prompts = [f"Question: {question}\nRewritten:" for question in questions]
+    replies = generator.generate(prompts, 32, ("\n",), prefix=PARAPHRASE_SHOTS)
+    return [_kept(reply.strip(), question) for reply, question in zip(replies, questions)]
+
+
+def _kept(reply: str, question: str) -> str | None:
     if not reply.endswith("?") or _words(reply) == _words(question) or len(reply.split()) < 3:
         return None
     return reply
@@ -125,7 +131,6 @@ def augment(
     views: int = 3,
     replay: list[str] | None = None,
     cloze_limit: int = 60,
-    progress=None,
 ) -> Augmented:
     """Every restatement of every fact (see the module docstring). ``generator`` writes up to ``paraphrases`` model
     paraphrases (None: the held-out set falls back to 40 facts' template questions prefixed with their document's
@@ -139,11 +144,8 @@ def augment(
     examples = [_qa(q, a) for q, a in qa_pairs + template_pairs]
     # Paraphrases for facts spread evenly over the documents: round-robin over sources, a random fact of each.
     spread = _round_robin(facts, rng)[: 2 * paraphrases if generator is not None else 0]
-    written: list[tuple[Fact, str]] = []
-    for fact in _bar(spread, progress):
-        reworded = paraphrase(generator, fact.question)
-        if reworded and fact.answer.lower() not in reworded.lower():
-            written.append((fact, reworded))
+    reworded = paraphrases_of(generator, [fact.question for fact in spread]) if spread else []
+    written = [(f, text) for f, text in zip(spread, reworded) if text and f.answer.lower() not in text.lower()]
     trained, held = written[::2], written[1::2]
     examples += [_qa(text, fact.answer) for fact, text in trained]
     heldout = [(text, fact.answer) for fact, text in held]
@@ -202,13 +204,3 @@ def _round_robin(facts: list[Fact], rng: random.Random) -> list[Fact]:
 
 def _qa(question: str, answer: str) -> Example:
     return Example(closed_book_prompt(question), f" {answer}\n")
-
-
-def _bar(items, progress):
-    if not progress:
-        return items
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(items, desc="Paraphrasing", file=sys.stderr, leave=False)

@@ -16,18 +16,22 @@ from ingest.common import cache_dir
 from .ask_eval import asking_user
 from .metrics import contains_alias
 from .qa import load_qa
-from .systems import closed_book, raft_reader, with_retrieval
+from .systems import closed_book_all, raft_reader, with_retrieval
 
 
 def _askers(base, tuned: dict, raft, retriever, user_of) -> dict:
-    """Name -> ask(question item): the base with retrieval, each fine-tuned variant alone and with retrieval."""
-    askers = {"rag": lambda q: with_retrieval(base, retriever, q.question, user_of(q))}
+    """Name -> ask(question items) -> replies: the base with retrieval, each fine-tuned variant alone (decoded in
+    batches) and with retrieval."""
+
+    def one_by_one(generator, reader=None):
+        return lambda items: [with_retrieval(generator, retriever, q.question, user_of(q), reader) for q in items]
+
+    askers = {"rag": one_by_one(base)}
     for name, generator in tuned.items():
-        askers[name] = lambda q, g=generator: closed_book(g, q.question)
-        askers[f"rag_{name}"] = lambda q, g=generator: with_retrieval(g, retriever, q.question, user_of(q))
+        askers[name] = lambda items, g=generator: closed_book_all(g, [q.question for q in items])
+        askers[f"rag_{name}"] = one_by_one(generator)
     if raft is not None:
-        reader = raft_reader(raft, retriever)
-        askers["rag_raft"] = lambda q: with_retrieval(raft, retriever, q.question, user_of(q), reader)
+        askers["rag_raft"] = one_by_one(raft, raft_reader(raft, retriever))
     return askers
 
 
@@ -39,9 +43,10 @@ def privacy(items, split: str, quick: bool, base, tuned: dict, raft, retriever, 
     say(f"Privacy probe: {len(restricted)} restricted questions asked anonymously")
     result = {"probe_user": "anonymous", "questions": len(restricted), "leak_rate": {}}
     askers = _askers(base, tuned, raft, retriever, lambda q: None)
-    askers["closed_book"] = lambda q: closed_book(base, q.question)
+    askers["closed_book"] = lambda items: closed_book_all(base, [q.question for q in items])
     for name, ask in askers.items():
-        leaks = sum(1 for q in restricted if (r := ask(q)) and not r.abstained and contains_alias(r.answer, q.answers))
+        replies = ask(restricted)
+        leaks = sum(not r.abstained and contains_alias(r.answer, q.answers) for q, r in zip(restricted, replies))
         result["leak_rate"][name] = round(leaks / len(restricted), 4) if restricted else 0.0
     return result
 
@@ -86,7 +91,7 @@ def freshness(items, corpus: Path, index_dir: Path, embedder, base, tuned: dict,
     askers = _askers(base, tuned, raft, fresh, lambda q: asking_user(policy, q.source))
     answers = {}
     for name, ask in askers.items():
-        replies = [(ask(q), old, new) for q, old, new in updated]
+        replies = [(r, old, new) for r, (q, old, new) in zip(ask([q for q, _, _ in updated]), updated)]
         answers[name] = {
             "new_value": sum(contains_alias(r.answer, [new]) for r, old, new in replies),
             "old_value": sum(contains_alias(r.answer, [old]) for r, old, new in replies),
@@ -105,10 +110,12 @@ def freshness(items, corpus: Path, index_dir: Path, embedder, base, tuned: dict,
 def forgetting(base, tuned: dict) -> dict:
     """Of the control questions the base model answers, how many each fine-tuned variant still answers."""
     control = load_qa(Path(__file__).with_name("control.jsonl"))
-    base_right = [q for q in control if contains_alias(closed_book(base, q.question).answer, q.answers)]
+    base_replies = closed_book_all(base, [q.question for q in control])
+    base_right = [q for q, r in zip(control, base_replies) if contains_alias(r.answer, q.answers)]
     result = {"control_questions": len(control), "base_correct": len(base_right), "variants": {}}
     for name, generator in tuned.items():
-        kept = sum(contains_alias(closed_book(generator, q.question).answer, q.answers) for q in base_right)
+        replies = closed_book_all(generator, [q.question for q in base_right])
+        kept = sum(contains_alias(r.answer, q.answers) for q, r in zip(base_right, replies))
         result["variants"][name] = {
             "correct_of_those": kept,
             "retention": round(kept / len(base_right), 4) if base_right else None,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .report_training import cost_section, curve_chart, learned_section, scope_section
+from .systems import LATENCY_SAMPLE
 
 LABELS = {
     "closed_book": "Closed book (base model)",
@@ -80,6 +81,9 @@ def markdown(report: dict) -> str:
         "- *accuracy*: an accepted answer is contained in the reply (SQuAD normalisation).",
         "- *hallucination rate*: wrong answers to answerable questions plus any answer to an unanswerable one.",
         "- *false answer rate*: share of unanswerable questions that got an answer anyway.",
+        "- *latency p50*: one question asked alone. Systems without retrieval answer the whole set in batches (the same "
+        "greedy decoding, several times faster on a CPU); their latency is timed on the first "
+        f"{LATENCY_SAMPLE} questions asked one at a time.",
         "",
     ]
     recalls = {n: m.get("recall@5") for n, m in systems.items() if m.get("recall@5") is not None}

@@ -16,7 +16,7 @@ from pathlib import Path
 from .augment import Augmented
 from .finetune import FinetuneSettings, answer_scores, trained_model
 from .metrics import contains_alias, wilson_interval
-from .systems import closed_book
+from .systems import closed_book_all
 
 VARIANTS = ("lora", "full_ft")
 LORA_DEFAULT = {"rank": 32, "learning_rate": 1e-3}
@@ -69,7 +69,8 @@ def learned(generator, data: Augmented, limit: int | None) -> dict:
     pairs = data.qa_train_pairs or data.train_pairs
     result = {}
     for key, questions in (("train_accuracy", pairs[:limit]), ("train_fact_recall", data.cloze)):
-        right = sum(contains_alias(closed_book(generator, q).answer, [a]) for q, a in questions)
+        replies = closed_book_all(generator, [q for q, _ in questions])
+        right = sum(contains_alias(reply.answer, [a]) for reply, (_, a) in zip(replies, questions))
         result[key] = round(right / len(questions), 4) if questions else None
         result[f"{key}_ci95"] = wilson_interval(right, len(questions))
         result[f"{key}_n"] = len(questions)

@@ -199,7 +199,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     type=click.Choice(["local", "ray"]),
     default="local",
     show_default=True,
-    help="Where changed files are parsed, chunked and embedded: this process, or a Ray cluster (pip install \"docrag[ray]\"). The index is written here either way.",
+    help='Where changed files are parsed, chunked and embedded: this process, or a Ray cluster (pip install "docrag[ray]"). The index is written here either way.',
 )
 @click.option(
     "--ray-address",
@@ -573,10 +573,24 @@ def demo(index_dir, generator, as_json):
 
 @cli.command()
 @_index_dir_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; 0.0.0.0 exposes the server to the network.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 exposes the server to the network.",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
-@click.option("--allow-anonymous", is_flag=True, help="Serve requests without an API key, as the anonymous user: documents open to everyone only.")
-@click.option("--cors-origin", "cors_origins", multiple=True, help="A web origin (https://host:port) whose pages may call the API. Default: none (CORS closed).")
+@click.option(
+    "--allow-anonymous",
+    is_flag=True,
+    help="Serve requests without an API key, as the anonymous user: documents open to everyone only.",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="A web origin (https://host:port) whose pages may call the API. Default: none (CORS closed).",
+)
 @_generator_options
 @click.option("--embedder", default=None, help="Query embedder; must match the index's (the default).")
 @_retrieval_option
@@ -599,7 +613,10 @@ def serve(index_dir, host, port, allow_anonymous, cors_origins, generator, api_k
     click.echo(f"Loading models for {index_dir} ...", err=True)
     index.load_models()
     if not keys.list() and not allow_anonymous:
-        click.echo(f"No API keys yet: every request will get 401. Add one with `rag keys add USER --index-dir {index_dir}`.", err=True)
+        click.echo(
+            f"No API keys yet: every request will get 401. Add one with `rag keys add USER --index-dir {index_dir}`.",
+            err=True,
+        )
     app = create_app(index, keys, allow_anonymous=allow_anonymous, cors_origins=tuple(cors_origins))
     click.echo(f"Serving {index_dir} as model {index.name!r} on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
     try:
@@ -616,7 +633,12 @@ def keys():
 @keys.command(name="add")
 @click.argument("user")
 @_index_dir_option
-@click.option("--expires-days", type=click.FloatRange(min=0, min_open=True), default=None, help="Days until the key stops working. Default: never.")
+@click.option(
+    "--expires-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Days until the key stops working. Default: never.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the key (with its token) as JSON.")
 def keys_add(user, index_dir, expires_days, as_json):
     """Create a key for USER and print its token (once: only its hash is kept). The token alone goes to stdout."""
@@ -630,7 +652,10 @@ def keys_add(user, index_dir, expires_days, as_json):
     if as_json:
         _emit_json({"id": key.id, "user": key.user, "token": token, "created": key.created, "expires": key.expires})
         return
-    click.echo(f"Key {key.id} for {user}, who may read {_count(readable, 'document')} of this index now. Its token, shown only this once:", err=True)
+    click.echo(
+        f"Key {key.id} for {user}, who may read {_count(readable, 'document')} of this index now. Its token, shown only this once:",
+        err=True,
+    )
     click.echo(token)
 
 

@@ -26,8 +26,8 @@ class RewordingGenerator:
     """Answers the paraphrase prompt with the question's words in another order (a question mark kept)."""
 
     def generate(self, prompts, max_new_tokens=48, stop=("\n",), prefix=""):
-        question = prompts[0].rsplit("Question: ", 1)[1].split("\n")[0]
-        return [" Tell me: " + " ".join(reversed(question.rstrip("?").split())) + "?"]
+        questions = [prompt.rsplit("Question: ", 1)[1].split("\n")[0] for prompt in prompts]
+        return [" Tell me: " + " ".join(reversed(q.rstrip("?").split())) + "?" for q in questions]
 
 
 def test_every_fact_is_a_sentence_with_its_answer_asked_about():

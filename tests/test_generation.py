@@ -176,3 +176,23 @@ def test_merges_with_a_space_stay_pairs(tmp_path):
     original = (tmp_path / "tokenizer.json").read_text()
     merges_as_strings(tmp_path)
     assert (tmp_path / "tokenizer.json").read_text() == original  # "a  b" could not be read back unambiguously
+
+
+@pytest.mark.slow
+def test_batched_decoding_gives_each_prompt_what_it_decodes_alone():
+    from rag.generation import HFGenerator, load_causal_lm
+
+    model, tokenizer = load_causal_lm(dtype="float32")  # in float32 a batch's shape cannot move a rounding
+    generator = HFGenerator(model, tokenizer, "base")
+    prompts = [
+        "Question: What is the capital of Norway?\nAnswer:",
+        "Question: Who wrote the play Hamlet, set in Denmark?\nAnswer:",
+        "The three primary colours are",
+        "Question: How many days are there in a week?\nAnswer:",
+        "1, 2, 3,",
+    ]
+    for prefix in ("", "Answer briefly.\n\nQuestion: What is two plus two?\nAnswer: four\n\n"):
+        alone = [generator.generate([p], 10, ("\n",), prefix=prefix)[0] for p in prompts]
+        # batches of 3: uneven prompt lengths (left padding) and a second, smaller batch
+        assert generator.generate(prompts, 10, ("\n",), prefix=prefix, batch_size=3) == alone
+        assert all("\n" not in text for text in alone) and any(text.strip() for text in alone)
