@@ -457,8 +457,8 @@ def ask(question, index_dir, user, k, generator, api_key_env, embedder, retrieva
     "--epochs",
     type=click.IntRange(1, None),
     default=None,
-    help="Train each fine-tune for at most this many epochs (default 6, 2 with --quick); it still stops early "
-    "when its held-out paraphrases stop improving. A GPU affords more.",
+    help="Train each fine-tune for at most this many epochs (default 8 for LoRA, 6 for full fine-tuning, 2 with "
+    "--quick); it still stops early when its held-out paraphrases stop improving. A GPU affords more.",
 )
 @click.option("--progress", is_flag=True, help="Report each stage on stderr (default: only on a terminal).")
 @click.option("--embedder", default=None, help="Embedder for the retrieval systems. Default: the bundled MiniLM.")

@@ -125,6 +125,17 @@ class HFGenerator(Generator):
     def device(self):
         return next(self.model.parameters()).device
 
+    @property
+    def _last_position(self):
+        """``logits_to_keep`` for the last position, as an index rather than ``1``: the model then takes the last
+        hidden state by indexing (a contiguous copy) instead of as a strided view. Given a strided view and an output
+        matrix that does not require grad (a fine-tune's frozen weights), torch's matmul takes a batched path that
+        copies the whole output matrix (262k x 640 for Gemma) at every prompt: closed-book answers measured 3.6x
+        slower (1.35 against 0.38 s a question on 2 cores)."""
+        import torch
+
+        return torch.tensor([-1], device=self.device)
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -142,7 +153,9 @@ class HFGenerator(Generator):
         emitted = ""
         with torch.inference_mode():
             for _ in range(max_new_tokens):
-                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_arg: past})
+                out = self.model(
+                    input_ids=ids, use_cache=True, logits_to_keep=self._last_position, **{self._cache_arg: past}
+                )
                 past = out.cache if self._cache_arg == "cache" else out.past_key_values
                 token = int(out.logits[0, -1].argmax())
                 if token in eos:
@@ -215,7 +228,7 @@ class HFGenerator(Generator):
                     attention_mask=mask,
                     position_ids=positions,
                     use_cache=True,
-                    logits_to_keep=1,
+                    logits_to_keep=self._last_position,
                     **{self._cache_arg: past},
                 )
                 past = out.cache if self._cache_arg == "cache" else out.past_key_values
@@ -276,7 +289,9 @@ class HFGenerator(Generator):
                     allowed.add(newline)
                 if not allowed:
                     break
-                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_arg: past})
+                out = self.model(
+                    input_ids=ids, use_cache=True, logits_to_keep=self._last_position, **{self._cache_arg: past}
+                )
                 past = out.cache if self._cache_arg == "cache" else out.past_key_values
                 logits = out.logits[0, -1].float()
                 candidates = torch.tensor(sorted(allowed), device=logits.device)
@@ -308,7 +323,7 @@ class HFGenerator(Generator):
         if prefix not in cached:
             ids = self.tokenizer(prefix, return_tensors="pt")["input_ids"].to(self.device)
             with torch.inference_mode():
-                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=self._last_position)
             cached = {prefix: out.cache if self._cache_arg == "cache" else out.past_key_values}  # keep one
             self._prefixes = cached
         return copy.deepcopy(cached[prefix])

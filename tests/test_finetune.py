@@ -8,7 +8,7 @@ from eval.lora import Example, closed_book_prompt
 from eval.metrics import wilson_interval
 from eval.report_training import learned_section
 from eval.systems import FINE_TUNED_ON_QA, closed_book
-from eval.variants import FULL_EPOCHS, QUICK_EPOCHS, settings_for
+from eval.variants import FULL_EPOCHS, LORA_EPOCHS, QUICK_EPOCHS, settings_for
 
 
 def test_wilson_interval_is_sound_at_the_edges():
@@ -20,7 +20,8 @@ def test_wilson_interval_is_sound_at_the_edges():
 
 
 def test_epochs_cap_every_variant_and_default_to_the_recipe():
-    assert settings_for("lora", 0, quick=False).max_epochs == FULL_EPOCHS
+    assert settings_for("lora", 0, quick=False).max_epochs == LORA_EPOCHS > FULL_EPOCHS  # LoRA learns more slowly
+    assert settings_for("full_ft", 0, quick=False).max_epochs == FULL_EPOCHS
     assert settings_for("full_ft", 0, quick=True).max_epochs == QUICK_EPOCHS
     for variant in ("lora", "full_ft"):
         settings = settings_for(variant, 0, quick=True, epochs=20)
