@@ -188,8 +188,8 @@ class HFGenerator(Generator):
         """Each prompt's whole continuation, as ``stream`` decodes it. Several prompts are decoded together in
         left-padded batches of similar length: one decoding step reads the weights once for the whole batch, which on
         a CPU (bound by memory, not arithmetic, at one sequence) makes an evaluation's hundreds of closed-book
-        questions several times faster. Padding can move a bf16 sum's last bit, so a near-tie may rarely decode
-        differently from a lone prompt."""
+        questions several times faster. A batch's shape can change the order of a bf16 sum, so a near-tie may decode
+        differently from a lone prompt (in float32 the answers are the same)."""
         if len(prompts) <= 1:
             return super().generate(prompts, max_new_tokens, stop, prefix)
         encoded = [self.tokenizer(p, add_special_tokens=not prefix)["input_ids"] for p in prompts]
