@@ -151,11 +151,10 @@ class HFGenerator(Generator):
         eos = _eos_ids(self.tokenizer, self.model)
         generated: list[int] = []
         emitted = ""
+        last = self._last_position  # one index tensor for the whole loop
         with torch.inference_mode():
             for _ in range(max_new_tokens):
-                out = self.model(
-                    input_ids=ids, use_cache=True, logits_to_keep=self._last_position, **{self._cache_arg: past}
-                )
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=last, **{self._cache_arg: past})
                 past = out.cache if self._cache_arg == "cache" else out.past_key_values
                 token = int(out.logits[0, -1].argmax())
                 if token in eos:
@@ -221,6 +220,7 @@ class HFGenerator(Generator):
         eos = _eos_ids(self.tokenizer, self.model)
         generated: list[list[int]] = [[] for _ in encoded]
         done = [False] * rows
+        last = self._last_position  # one index tensor for the whole loop
         with torch.inference_mode():
             for _ in range(max_new_tokens):
                 out = self.model(
@@ -228,7 +228,7 @@ class HFGenerator(Generator):
                     attention_mask=mask,
                     position_ids=positions,
                     use_cache=True,
-                    logits_to_keep=self._last_position,
+                    logits_to_keep=last,
                     **{self._cache_arg: past},
                 )
                 past = out.cache if self._cache_arg == "cache" else out.past_key_values
@@ -282,6 +282,7 @@ class HFGenerator(Generator):
         generated: list[int] = []
         logprobs: list[float] = []
         abstain_first = float("-inf")
+        last = self._last_position  # one index tensor for the whole loop
         with torch.inference_mode():
             for _ in range(max_new_tokens):
                 allowed = {sequences[s][i] for s, i in positions if i < len(sequences[s])}
@@ -289,9 +290,7 @@ class HFGenerator(Generator):
                     allowed.add(newline)
                 if not allowed:
                     break
-                out = self.model(
-                    input_ids=ids, use_cache=True, logits_to_keep=self._last_position, **{self._cache_arg: past}
-                )
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=last, **{self._cache_arg: past})
                 past = out.cache if self._cache_arg == "cache" else out.past_key_values
                 logits = out.logits[0, -1].float()
                 candidates = torch.tensor(sorted(allowed), device=logits.device)
