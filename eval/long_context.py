@@ -2,8 +2,9 @@
 
 No retrieval and no training. It runs when the permitted documents fit the generator's context window (32k tokens
 for Gemma 3 270M) with room for the question; otherwise ``plan`` says why not and the system is left out. The
-documents' KV cache is computed once per user and reused for that user's questions (questions are asked grouped by
-user), so a question costs its own tokens plus a copy of the cache, not a fresh 12k-token prefill.
+documents' KV cache is computed once per user and reused for that user's questions, which are decoded together in
+batches (questions are asked grouped by user): a question costs its own tokens plus its share of a batch, not a fresh
+11k-token prefill.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .lora import closed_book_prompt
 from .metrics import is_abstention
 from .systems import Reply
 
+MAX_NEW_TOKENS = 24  # as for the closed-book systems
 ROOM_FOR_QUESTION = 512  # tokens kept free for the instructions, the question and the answer
 INSTRUCTIONS = 'Answer the question from the documents above with a short phrase, or "unknown" if they do not say.\n\n'
 
@@ -47,18 +49,44 @@ def plan(generator, retriever, users: set[str | None]) -> dict:
     return {"runs": runs, "tokens": tokens, "window": window, "reason": reason}
 
 
-def ask(generator, retriever, question: str, user: str | None, max_new_tokens: int = 24) -> Reply:
-    started = time.perf_counter()
-    prefix = documents_text(retriever, user) + INSTRUCTIONS
-    text = generator.generate([closed_book_prompt(question)], max_new_tokens, ("\n",), prefix=prefix)[0].strip()
-    abstained = is_abstention(text)
-    return Reply(IDK if abstained else text, abstained, [], time.perf_counter() - started)
+def ask(generator, retriever, question: str, user: str | None) -> Reply:
+    return _ask_alone(generator, _prefix(retriever, user), question)
 
 
-def ask_grouped(generator, retriever, items, user_of) -> list[Reply]:
-    """``ask`` for every item, in the items' order, computing each user's document cache once."""
-    order = sorted(range(len(items)), key=lambda i: str(user_of(items[i])))
+def ask_grouped(generator, retriever, items, user_of, timed: int = 0) -> tuple[list[Reply], list[float]]:
+    """Every item's reply, in the items' order, and the seconds of the first ``timed`` items asked one at a time.
+
+    Each user's questions are decoded together in batches behind one computation of that user's documents' cache; a
+    batched reply's seconds are its share of its user's time. A timed question is asked again, alone, once its user's
+    cache exists: what a user waits for from a server that holds the documents' cache."""
+    groups: dict[str | None, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        groups[user_of(item)].append(i)
     replies: list[Reply | None] = [None] * len(items)
-    for i in order:
-        replies[i] = ask(generator, retriever, items[i].question, user_of(items[i]))
-    return replies  # type: ignore[return-value]
+    seconds: list[float] = []
+    for user, indices in groups.items():
+        prefix = _prefix(retriever, user)
+        started = time.perf_counter()
+        prompts = [closed_book_prompt(items[i].question) for i in indices]
+        texts = generator.generate(prompts, MAX_NEW_TOKENS, ("\n",), prefix=prefix)
+        share = (time.perf_counter() - started) / len(indices)
+        for i, text in zip(indices, texts):
+            replies[i] = _reply(text, share)
+        seconds += [_ask_alone(generator, prefix, items[i].question).seconds for i in indices if i < timed]
+    return replies, seconds  # type: ignore[return-value]
+
+
+def _prefix(retriever, user: str | None) -> str:
+    return documents_text(retriever, user) + INSTRUCTIONS
+
+
+def _ask_alone(generator, prefix: str, question: str) -> Reply:
+    started = time.perf_counter()
+    text = generator.generate([closed_book_prompt(question)], MAX_NEW_TOKENS, ("\n",), prefix=prefix)[0]
+    return _reply(text, time.perf_counter() - started)
+
+
+def _reply(text: str, seconds: float) -> Reply:
+    text = text.strip()
+    abstained = is_abstention(text)
+    return Reply(IDK if abstained else text, abstained, [], seconds)

@@ -83,7 +83,8 @@ def markdown(report: dict) -> str:
         "- *false answer rate*: share of unanswerable questions that got an answer anyway.",
         "- *latency p50*: one question asked alone. Systems without retrieval answer the whole set in batches (the same "
         "greedy decoding, several times faster on a CPU); their latency is timed on the first "
-        f"{LATENCY_SAMPLE} questions asked one at a time.",
+        f"{LATENCY_SAMPLE} questions asked one at a time (long context: behind the asking user's documents, whose "
+        "cache is computed once per user).",
         "",
     ]
     recalls = {n: m.get("recall@5") for n, m in systems.items() if m.get("recall@5") is not None}

@@ -195,7 +195,7 @@ def run_eval(options: EvalOptions) -> dict:
             systems = [s for s in systems if s != "long_context"]
 
     oracle = OracleRetriever(retriever)
-    # closed-book systems answer every question in batches; their latency is timed on a sample asked one at a time
+    # systems without retrieval answer every question in batches; their latency is timed on a sample asked alone
     closed_books = {"closed_book": base, **tuned}
     runners = {
         "rag": lambda q: with_retrieval(base, retriever, q.question, user_of(q)),
@@ -210,7 +210,9 @@ def run_eval(options: EvalOptions) -> dict:
         say(f"Asking {len(test)} questions: {name}")
         with stage(f"ask: {name}"):
             if name == "long_context":
-                replies[name] = long_context.ask_grouped(base, retriever, test, user_of)
+                replies[name], latency[name] = long_context.ask_grouped(
+                    base, retriever, test, user_of, timed=LATENCY_SAMPLE
+                )
             elif name in closed_books:
                 replies[name] = closed_book_all(closed_books[name], [q.question for q in test])
                 sample = test[:LATENCY_SAMPLE]

@@ -29,6 +29,7 @@ DEFAULT_GENERATOR = BUNDLED_MODEL
 _DEFAULT_ALIASES = {DEFAULT_GENERATOR, "gemma3-270m", "default", "google/gemma-3-270m"}
 # A key in a model's config.json: True when the weights were trained on the extractive reader's prompt
 TRAINED_TO_READ = "docrag_trained_to_read"
+PREFILL_CHUNK = 1024  # tokens of a cached prefix computed per forward pass (1024 and 512 measured alike)
 
 
 class Extraction(NamedTuple):
@@ -321,9 +322,15 @@ class HFGenerator(Generator):
         cached = getattr(self, "_prefixes", {})
         if prefix not in cached:
             ids = self.tokenizer(prefix, return_tensors="pt")["input_ids"].to(self.device)
+            past, last = None, self._last_position
             with torch.inference_mode():
-                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=self._last_position)
-            cached = {prefix: out.cache if self._cache_arg == "cache" else out.past_key_values}  # keep one
+                # In chunks: one pass over a long prefix (a user's documents, 11k tokens) computes every layer's full
+                # attention matrix, sliding-window layers included, and takes 3x the time and 0.7 GB more memory.
+                for start in range(0, ids.shape[1], PREFILL_CHUNK):
+                    chunk = ids[:, start : start + PREFILL_CHUNK]
+                    out = self.model(input_ids=chunk, use_cache=True, logits_to_keep=last, **{self._cache_arg: past})
+                    past = out.cache if self._cache_arg == "cache" else out.past_key_values
+            cached = {prefix: past}  # keep one
             self._prefixes = cached
         return copy.deepcopy(cached[prefix])
 

@@ -30,8 +30,8 @@ class CountingGenerator:
         return len(text.split())
 
     def generate(self, prompts, max_new_tokens=48, stop=("\n",), prefix=""):
-        self.calls.append((prefix, prompts[0]))
-        return [" 4.2 million" if "budget" in prompts[0] else " unknown"]
+        self.calls.append((prefix, list(prompts)))
+        return [" 4.2 million" if "budget" in prompt else " unknown" for prompt in prompts]
 
 
 def _retriever(tmp_path):
@@ -68,7 +68,7 @@ def test_it_runs_only_when_every_user_s_documents_fit_the_window(tmp_path):
     assert not too_small["runs"] and "more than the 520-token window" in too_small["reason"]
 
 
-def test_questions_are_asked_grouped_by_user_and_answered_in_order(tmp_path):
+def test_each_user_s_questions_are_decoded_together_and_answered_in_order(tmp_path):
     retriever = _retriever(tmp_path)
     generator = CountingGenerator(window=4096)
 
@@ -76,8 +76,17 @@ def test_questions_are_asked_grouped_by_user_and_answered_in_order(tmp_path):
         def __init__(self, question, user):
             self.question, self.user = question, user
 
-    items = [Item("budget a?", "bob"), Item("canteen?", None), Item("budget b?", "bob")]
-    replies = long_context.ask_grouped(generator, retriever, items, lambda item: item.user)
-    assert [r.answer for r in replies] == ["4.2 million", IDK, "4.2 million"]
-    prefixes = [prefix for prefix, _ in generator.calls]
-    assert prefixes[0] != prefixes[1] == prefixes[2]  # bob's two questions one after the other
+    items = [Item("budget a?", "bob"), Item("canteen?", None), Item("budget b?", "bob"), Item("lunch?", None)]
+    replies, seconds = long_context.ask_grouped(generator, retriever, items, lambda item: item.user, timed=2)
+    assert [r.answer for r in replies] == ["4.2 million", IDK, "4.2 million", IDK]
+    batches = [(prefix, prompts) for prefix, prompts in generator.calls if len(prompts) > 1]
+    # each user's two questions in one batch, behind that user's documents only
+    assert [("4.2 million" in prefix, len(prompts)) for prefix, prompts in batches] == [(True, 2), (False, 2)]
+    assert "budget a?" in batches[0][1][0] and "budget b?" in batches[0][1][1]
+    # the first two items are timed again one at a time, each behind its own user's documents
+    alone = [(prefix, prompts[0]) for prefix, prompts in generator.calls if len(prompts) == 1]
+    assert [("4.2 million" in prefix, prompt) for prefix, prompt in alone] == [
+        (True, "Question: budget a?\nAnswer:"),
+        (False, "Question: canteen?\nAnswer:"),
+    ]
+    assert len(seconds) == 2
