@@ -86,28 +86,47 @@ def _encode(tokenizer, example: Example, max_tokens: int) -> tuple[list[int], li
 
 
 def selective_loss(model, input_ids, attention_mask, labels):
-    """Cross-entropy over labelled positions only; the LM head never sees the rest."""
-    import torch
-
-    logits, targets = labelled_logits(model, input_ids, attention_mask, labels)
-    return torch.nn.functional.cross_entropy(logits.float(), targets)
-
-
-def labelled_logits(model, input_ids, attention_mask, labels):
-    """(logits, next tokens) at the labelled positions only. Works for any Hugging Face causal LM whose body sits
-    under its ``base_model_prefix`` (``model`` for Llama, Gemma, Qwen, Mistral; ``transformer`` for GPT-2)."""
+    """Cross-entropy over labelled positions only; the LM head never sees the rest. An output matrix that is not
+    trained (and no soft-capping) takes eval.frozen_head's chunked pass: the logits never exist whole."""
     import torch
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden, targets = _labelled_hidden(base, input_ids, attention_mask, labels)
+    head = base.get_output_embeddings()
+    if not head.weight.requires_grad and head.bias is None and not _softcap(base):
+        from .frozen_head import frozen_head_cross_entropy
+
+        return frozen_head_cross_entropy(hidden, head.weight, targets)
+    return torch.nn.functional.cross_entropy(_head(base, hidden).float(), targets)
+
+
+def labelled_logits(model, input_ids, attention_mask, labels):
+    """(logits, next tokens) at the labelled positions only."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden, targets = _labelled_hidden(base, input_ids, attention_mask, labels)
+    return _head(base, hidden), targets
+
+
+def _labelled_hidden(base, input_ids, attention_mask, labels):
+    """(last hidden states, next tokens) at the labelled positions. Works for any Hugging Face causal LM whose body
+    sits under its ``base_model_prefix`` (``model`` for Llama, Gemma, Qwen, Mistral; ``transformer`` for GPT-2)."""
     body = getattr(base, base.base_model_prefix)
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     shifted_labels = labels[:, 1:]
     keep = shifted_labels != -100
-    logits = base.get_output_embeddings()(hidden[:, :-1][keep])
-    softcap = getattr(base.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return logits, shifted_labels[keep]
+    return hidden[:, :-1][keep], shifted_labels[keep]
+
+
+def _head(base, hidden):
+    import torch
+
+    logits = base.get_output_embeddings()(hidden)
+    softcap = _softcap(base)
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
+
+
+def _softcap(base) -> float | None:
+    return getattr(base.config, "final_logit_softcapping", None)
 
 
 def _batches(encoded, batch_size, pad_id, rng=None):
