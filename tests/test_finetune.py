@@ -87,6 +87,19 @@ def test_the_report_calls_a_fine_tune_under_0_90_on_its_training_pairs_under_tra
     assert "under-trained" not in "\n".join(learned_section(_report(0.95)))
 
 
+def test_an_epoch_tied_on_held_out_paraphrases_is_kept_if_it_stored_more_training_pairs():
+    from eval.finetune import _selection_key
+
+    curve = [
+        {"epoch": 4, "heldout_exact": 0.32, "train_pairs_exact": 0.77, "heldout_loss": 1.14},
+        {"epoch": 5, "heldout_exact": 0.29, "train_pairs_exact": 0.96, "heldout_loss": 1.20},
+        {"epoch": 6, "heldout_exact": 0.32, "train_pairs_exact": 0.96, "heldout_loss": 1.26},
+    ]
+    assert max(curve, key=_selection_key)["epoch"] == 6
+    curve[2]["heldout_exact"] = 0.31  # one paraphrase fewer: the held-out count decides alone
+    assert max(curve, key=_selection_key)["epoch"] == 4
+
+
 @pytest.mark.slow
 def test_lora_on_every_linear_layer_learns_a_made_up_fact_and_keeps_the_best_epoch():
     from rag.generation import HFGenerator, load_causal_lm
@@ -110,6 +123,6 @@ def test_lora_on_every_linear_layer_learns_a_made_up_fact_and_keeps_the_best_epo
     assert before == 0.0 and exact == 1.0
     assert greedy.strip() == "Zorblax"  # teacher-forced exactness is what greedy decoding produces
     assert [c["epoch"] for c in stats["curve"]] == [1, 2, 3] and stats["stopped_by"] == "max epochs"
-    best = max(stats["curve"], key=lambda c: (c["heldout_exact"], -c["heldout_loss"]))
+    best = max(stats["curve"], key=lambda c: (c["heldout_exact"], c["train_pairs_exact"], -c["heldout_loss"]))
     assert stats["best_epoch"] == best["epoch"]
     assert 0 < stats["trainable_parameters"] < 0.05 * sum(p.numel() for p in tuned.parameters())
