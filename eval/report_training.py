@@ -97,11 +97,17 @@ def cost_section(report: dict) -> list[str]:
     lines += ["", f"The base model's weights take {base} bytes in memory." if base else "", ""]
     peak = report.get("peak_memory_mb") or 0
     if peak > PEAK_NOTE_MB:
+        held = ["the base model"]
+        held += ["the LoRA model"] if "lora" in training else []
+        if "full_ft" in training:
+            held.append("the full fine-tune with its optimiser state while it trains (and a copy of its best epoch)")
+        held += ["the merged RAFT reader"] if report.get("raft_training") else []
+        held += ["the long-context KV caches"] if (report.get("long_context") or {}).get("runs") else []
         lines += [
             f"Peak memory passed {PEAK_NOTE_MB // 1000} GB ({peak:.0f} MB) because one process holds every model "
-            "side by side: the base model, the LoRA model, the full fine-tune with its optimiser state while it "
-            "trains (and a copy of its best epoch), the merged RAFT reader, and the long-context KV caches. Each "
-            "system alone needs one model's weights.",
+            f"side by side: {', '.join(held[:-1])} and {held[-1]}. Each system alone needs one model's weights."
+            if len(held) > 1
+            else f"Peak memory passed {PEAK_NOTE_MB // 1000} GB ({peak:.0f} MB).",
             "",
         ]
     aug = report.get("augmentation")

@@ -6,7 +6,7 @@ from eval.augment import Augmented
 from eval.finetune import WARMUP_SHARE, FinetuneSettings, _scheduler, answer_scores, finetune
 from eval.lora import Example, closed_book_prompt
 from eval.metrics import wilson_interval
-from eval.report_training import learned_section
+from eval.report_training import cost_section, learned_section
 from eval.systems import FINE_TUNED_ON_QA, closed_book
 from eval.variants import FULL_EPOCHS, LORA_EPOCHS, QUICK_EPOCHS, settings_for
 
@@ -85,6 +85,14 @@ def test_the_report_calls_a_fine_tune_under_0_90_on_its_training_pairs_under_tra
     assert "LoRA (every linear layer) is under-trained" in text and "62.0% (50-90), n=40" in text
     assert "Base model (no training) is under-trained" not in text
     assert "under-trained" not in "\n".join(learned_section(_report(0.95)))
+
+
+def test_the_peak_memory_note_names_only_the_models_that_were_loaded():
+    report = _report(0.95) | {"peak_memory_mb": 9500}
+    text = "\n".join(cost_section(report))
+    assert "the base model and the LoRA model." in text
+    assert "RAFT" not in text and "long-context" not in text and "full fine-tune" not in text
+    assert "Peak memory" not in "\n".join(cost_section(_report(0.95) | {"peak_memory_mb": 5000}))
 
 
 def test_an_epoch_tied_on_held_out_paraphrases_is_kept_if_it_stored_more_training_pairs():
