@@ -20,7 +20,15 @@ from dataclasses import asdict, dataclass
 from ingest.common import cache_dir
 
 from .augment import Augmented
-from .lora import Example, _encode, closed_book_prompt, labelled_logits, padded_batch, selective_loss
+from .lora import (
+    Example,
+    _encode,
+    closed_book_prompt,
+    labelled_logits,
+    padded_batch,
+    selective_loss,
+    training_source,
+)
 
 CURVE_SAMPLE = 64  # training pairs and held-out paraphrases scored after each epoch
 WARMUP_SHARE = 0.05  # of all the steps max_epochs would take, for the cosine schedule
@@ -229,7 +237,8 @@ def _snapshot(model, method: str) -> dict:
 
 
 def fingerprint(base_name: str, data: Augmented, settings: FinetuneSettings) -> str:
-    digest = hashlib.sha256(json.dumps([base_name, asdict(settings), data.heldout]).encode())
+    digest = hashlib.sha256(training_source())
+    digest.update(json.dumps([base_name, asdict(settings), data.heldout]).encode())
     for example in data.examples + [e for view in data.document_views for e in view]:
         digest.update(example.prompt.encode() + b"\0" + example.target.encode() + b"\1")
     return digest.hexdigest()[:20]

@@ -16,6 +16,7 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ingest.common import cache_dir
 
@@ -68,8 +69,18 @@ def cloze_pairs(chunks: list[str], seed: int = 0, limit: int = 400) -> list[tupl
     return pairs[:limit]
 
 
+TRAINING_SOURCES = ("lora.py", "finetune.py", "frozen_head.py")
+
+
+def training_source() -> bytes:
+    """The code that trains (the loss, the loop, the epoch kept). Part of every cached adapter's and fine-tune's key:
+    a change to it leaves what the cache holds trained by other code, so it trains again."""
+    folder = Path(__file__).parent
+    return b"".join((folder / name).read_bytes() for name in TRAINING_SOURCES)
+
+
 def fingerprint(base_name: str, examples: list[Example], settings: LoraSettings) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(training_source())
     digest.update(json.dumps([base_name, asdict(settings)]).encode())
     for example in examples:
         digest.update(example.prompt.encode() + b"\0" + example.target.encode() + b"\1")

@@ -87,6 +87,16 @@ def test_the_report_calls_a_fine_tune_under_0_90_on_its_training_pairs_under_tra
     assert "under-trained" not in "\n".join(learned_section(_report(0.95)))
 
 
+def test_a_cached_fine_tune_is_keyed_by_the_code_that_trains_it(monkeypatch):
+    import eval.finetune
+
+    data = Augmented(examples=[], document_views=[[]], train_pairs=[], qa_train_pairs=[], heldout=[], cloze=[])
+    key = eval.finetune.fingerprint("gemma", data, FinetuneSettings())
+    assert eval.finetune.fingerprint("gemma", data, FinetuneSettings()) == key
+    monkeypatch.setattr(eval.finetune, "training_source", lambda: b"a changed loss")
+    assert eval.finetune.fingerprint("gemma", data, FinetuneSettings()) != key
+
+
 def test_the_peak_memory_note_names_only_the_models_that_were_loaded():
     report = _report(0.95) | {"peak_memory_mb": 9500}
     text = "\n".join(cost_section(report))
