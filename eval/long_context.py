@@ -9,16 +9,10 @@ batches (questions are asked grouped by user): a question costs its own tokens p
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 
-from rag.answer import IDK
+from .systems import Reply, ask_after, ask_all_after
 
-from .lora import closed_book_prompt
-from .metrics import is_abstention
-from .systems import Reply
-
-MAX_NEW_TOKENS = 24  # as for the closed-book systems
 ROOM_FOR_QUESTION = 512  # tokens kept free for the instructions, the question and the answer
 INSTRUCTIONS = 'Answer the question from the documents above with a short phrase, or "unknown" if they do not say.\n\n'
 
@@ -50,7 +44,7 @@ def plan(generator, retriever, users: set[str | None]) -> dict:
 
 
 def ask(generator, retriever, question: str, user: str | None) -> Reply:
-    return _ask_alone(generator, _prefix(retriever, user), question)
+    return ask_after(generator, _prefix(retriever, user), question)
 
 
 def ask_grouped(generator, retriever, items, user_of, timed: int = 0) -> tuple[list[Reply], list[float]]:
@@ -66,27 +60,11 @@ def ask_grouped(generator, retriever, items, user_of, timed: int = 0) -> tuple[l
     seconds: list[float] = []
     for user, indices in groups.items():
         prefix = _prefix(retriever, user)
-        started = time.perf_counter()
-        prompts = [closed_book_prompt(items[i].question) for i in indices]
-        texts = generator.generate(prompts, MAX_NEW_TOKENS, ("\n",), prefix=prefix)
-        share = (time.perf_counter() - started) / len(indices)
-        for i, text in zip(indices, texts):
-            replies[i] = _reply(text, share)
-        seconds += [_ask_alone(generator, prefix, items[i].question).seconds for i in indices if i < timed]
+        for i, reply in zip(indices, ask_all_after(generator, prefix, [items[i].question for i in indices])):
+            replies[i] = reply
+        seconds += [ask_after(generator, prefix, items[i].question).seconds for i in indices if i < timed]
     return replies, seconds  # type: ignore[return-value]
 
 
 def _prefix(retriever, user: str | None) -> str:
     return documents_text(retriever, user) + INSTRUCTIONS
-
-
-def _ask_alone(generator, prefix: str, question: str) -> Reply:
-    started = time.perf_counter()
-    text = generator.generate([closed_book_prompt(question)], MAX_NEW_TOKENS, ("\n",), prefix=prefix)[0]
-    return _reply(text, time.perf_counter() - started)
-
-
-def _reply(text: str, seconds: float) -> Reply:
-    text = text.strip()
-    abstained = is_abstention(text)
-    return Reply(IDK if abstained else text, abstained, [], seconds)

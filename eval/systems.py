@@ -53,19 +53,29 @@ class Reply:
 
 def closed_book(generator: HFGenerator, question: str, max_new_tokens: int = 24) -> Reply:
     """Ask without documents: the base model behind the few-shot examples, a fine-tune in its training format."""
-    started = time.perf_counter()
-    text = generator.generate([closed_book_prompt(question)], max_new_tokens, ("\n",), prefix=_shots(generator))[0]
-    return _closed_book_reply(text, time.perf_counter() - started)
+    return ask_after(generator, _shots(generator), question, max_new_tokens)
 
 
 def closed_book_all(generator: HFGenerator, questions: list[str], max_new_tokens: int = 24) -> list[Reply]:
-    """``closed_book`` for many questions, decoded in batches (several times faster on a CPU). Each reply's seconds
-    are the batch's shared out, not what the question takes asked alone: time that with ``closed_book``."""
+    """``closed_book`` for many questions, decoded in batches (several times faster on a CPU)."""
+    return ask_all_after(generator, _shots(generator), questions, max_new_tokens)
+
+
+def ask_after(generator: HFGenerator, prefix: str, question: str, max_new_tokens: int = 24) -> Reply:
+    """The question in the closed-book format after a fixed ``prefix`` (few-shot examples, documents), timed alone."""
+    started = time.perf_counter()
+    text = generator.generate([closed_book_prompt(question)], max_new_tokens, ("\n",), prefix=prefix)[0]
+    return _reply(text, time.perf_counter() - started)
+
+
+def ask_all_after(generator: HFGenerator, prefix: str, questions: list[str], max_new_tokens: int = 24) -> list[Reply]:
+    """``ask_after`` for many questions, decoded in batches. Each reply's seconds are the batch's shared out, not what
+    the question takes asked alone: time that with ``ask_after``."""
     started = time.perf_counter()
     prompts = [closed_book_prompt(q) for q in questions]
-    texts = generator.generate(prompts, max_new_tokens, ("\n",), prefix=_shots(generator))
+    texts = generator.generate(prompts, max_new_tokens, ("\n",), prefix=prefix)
     share = (time.perf_counter() - started) / max(1, len(questions))
-    return [_closed_book_reply(text, share) for text in texts]
+    return [_reply(text, share) for text in texts]
 
 
 def _shots(generator: HFGenerator) -> str:
@@ -75,7 +85,7 @@ def _shots(generator: HFGenerator) -> str:
     return "" if fine_tuned else _CLOSED_BOOK_SHOTS
 
 
-def _closed_book_reply(text: str, seconds: float) -> Reply:
+def _reply(text: str, seconds: float) -> Reply:
     text = text.strip()
     abstained = is_abstention(text)
     return Reply(IDK if abstained else text, abstained, [], seconds)
