@@ -169,6 +169,13 @@ def openvino_runner(
     idle = queue.SimpleQueue()  # one request per stream; a thread takes one, runs it, gives it back
     for _ in range(streams):
         idle.put(compiled.create_infer_request())
+    # One inference from this thread before any stream's: OpenVINO's bindings set up their numpy access on first use
+    # (pybind11's call-once under the GIL), and two threads doing that at once deadlock. A Ray embedder actor, whose
+    # first call runs both streams, hung there in 3 of 6 runs (docs/scaling.md).
+    first = idle.get()
+    first.infer({port: np.ones((1, 1), dtype=port.get_element_type().to_dtype()) for port in compiled.inputs})
+    first.get_output_tensor(0).data.copy()
+    idle.put(first)
 
     def run(feed: dict) -> np.ndarray:
         request = idle.get()
