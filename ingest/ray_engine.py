@@ -9,13 +9,18 @@ has GPUs, else one actor per node, on all of that node's cores. It asks Ray for 
 actors fit beside it, and sets its own thread count: Ray gives a one-CPU actor one thread (``OMP_NUM_THREADS``),
 and one single-thread actor per core ran at 0.53x the local engine on 2 cores, one two-thread actor at 0.79-0.82x
 (docs/scaling.md). Only the files the driver's scan found new or changed go through the pipeline. The driver stays
-the single writer: it collects every chunk and vector, and only then does ``ingest.sync`` open the next generation,
-so a pipeline that fails (a worker that Ray cannot bring back, a cluster that goes away) raises before anything is
-written, and the previous generation stays live.
+the single writer, and it streams: each document is handed to ``ingest.sync`` as soon as its last chunk is embedded,
+and written into the next generation, which stays invisible until the run commits. The driver therefore holds the
+documents of about one block, not the whole run (which, at about 2.3 KB of text and vector a chunk, capped a run
+near 10M chunks), and writes while the cluster embeds. A pipeline that fails (a worker that Ray cannot bring back, a
+cluster that goes away) raises out of the stream; the half-written generation is removed and the previous one stays
+live.
 
-Rows carry their document's source and the chunk's position in it, so the driver rebuilds each document's chunk
-list in order: chunk ids, texts, offsets and permissions come out as a local run's, and vectors within float
-tolerance of it (the same model; batches may be composed differently).
+Rows carry their document's source, the chunk's position in it and the document's chunk count, so the driver
+rebuilds each document's chunk list in order and knows when it is complete. Ray keeps the files' order
+(``preserve_order``), and documents are handed over in the scan's order, so chunk ids, texts, offsets and
+permissions come out as a local run's, and vectors within float tolerance of it (the same model; batches may be
+composed differently).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from .embedding import Embedder
 from .types import Chunk
 
 ROWS_PER_BATCH = 256  # chunks per map_batches call (the embedder batches further inside)
+# Files per block at most. A block reaches the driver whole, so this bounds what it holds at once, whatever the
+# corpus's size (8 blocks of a fixed count held an eighth of the run: 750 of 6,000 files).
+FILES_PER_BLOCK = 64
 PARSE_CPUS = 0.25  # parsing is light next to embedding: it shares a core with the embedder actors
 
 
@@ -53,15 +61,20 @@ class RayEngine:
         self.init_args = init_args  # e.g. num_cpus=2 for a local instance
 
     def parse(self, folder: Path, changed: list, params: dict, show: bool) -> Iterator[tuple]:
-        """(chunks, vectors, None) per changed file, in order, or (None, None, reason) when it cannot be loaded."""
+        """(chunks, vectors, None) per changed file, in order, or (None, None, reason) when it cannot be loaded;
+        each as soon as the file's last chunk is embedded."""
         if not changed:
-            return iter(())
+            return
         ray = _ray()
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **self.init_args)
         from ray.data import DataContext
 
-        DataContext.get_current().enable_progress_bars = show
+        context = DataContext.get_current()
+        context.enable_progress_bars = show
+        # Files come out in the order they went in, so documents complete in the scan's order and the driver buffers
+        # only those still in flight (without it, one slow block holds back every later document in memory).
+        context.execution_options.preserve_order = True
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         nodes = max(1, sum(1 for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU")))
@@ -69,7 +82,9 @@ class RayEngine:
         threads = None if gpus else max(1, cpus // workers)  # a node's cores, shared by its embedder actors
         items = [{"source": item.source} for item in changed]
         dataset = (
-            ray.data.from_items(items, override_num_blocks=min(len(items), 4 * cpus))
+            ray.data.from_items(
+                items, override_num_blocks=max(min(len(items), 4 * cpus), -(-len(items) // FILES_PER_BLOCK))
+            )
             .flat_map(
                 _ParseAndChunk,
                 fn_constructor_args=(str(folder), self.token_counter, params["chunk_size"], params["overlap"]),
@@ -86,16 +101,44 @@ class RayEngine:
                 num_cpus=1,
             )
         )
-        per_source: dict[str, list] = {item.source: [] for item in changed}
-        errors: dict[str, str] = {}
+        documents = DocumentAssembler([item.source for item in changed])
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for row in range(len(batch["source"])):
-                source = str(batch["source"][row])
-                if batch["error"][row]:
-                    errors[source] = str(batch["error"][row])
-                elif batch["position"][row] >= 0:
-                    per_source[source].append((int(batch["position"][row]), _chunk(batch, row), batch["vector"][row]))
-        return iter([_document(per_source[item.source], errors.get(item.source)) for item in changed])
+            yield from documents.add(batch)
+        documents.check_complete()
+
+
+class DocumentAssembler:
+    """Rebuilds documents from the pipeline's rows (one per chunk, or one per file that yields no chunk) and hands
+    them out in the scan's order, each as soon as it and every document before it are complete."""
+
+    def __init__(self, sources: list[str]) -> None:
+        self.sources = sources
+        self.next = 0  # index into sources of the next document to hand out
+        self.parts: dict[str, list] = {}  # source -> (position, chunk, vector) received so far
+        self.done: dict[str, tuple] = {}  # complete, waiting for an earlier document
+
+    def add(self, batch: dict) -> Iterator[tuple]:
+        for row in range(len(batch["source"])):
+            source = str(batch["source"][row])
+            if batch["error"][row]:
+                self.done[source] = (None, None, str(batch["error"][row]))
+            elif batch["position"][row] < 0:  # loaded, but no text to chunk
+                self.done[source] = ([], None, None)
+            else:
+                parts = self.parts.setdefault(source, [])
+                parts.append((int(batch["position"][row]), _chunk(batch, row), batch["vector"][row]))
+                if len(parts) == int(batch["count"][row]):
+                    self.done[source] = _document(self.parts.pop(source))
+        while self.next < len(self.sources) and self.sources[self.next] in self.done:
+            yield self.done.pop(self.sources[self.next])
+            self.next += 1
+
+    def check_complete(self) -> None:
+        """A pipeline that ends with a document missing or partial lost rows: fail rather than index part of it."""
+        if self.next < len(self.sources):
+            missing = self.sources[self.next]
+            have = len(self.parts.get(missing, ()))
+            raise RuntimeError(f"the Ray pipeline ended without all of {missing} ({have} chunks arrived); index again")
 
 
 def ray_engine(embedder_name: str, dtype: str | None, address: str | None) -> RayEngine:
@@ -140,13 +183,14 @@ class _ParseAndChunk:
             return [_row(source, -1, None, "", str(err))]
         if not chunks:
             return [_row(source, -1, None, "", "")]
-        return [_row(source, i, c, embedding_text(source, c), "") for i, c in enumerate(chunks)]
+        return [_row(source, i, c, embedding_text(source, c), "", len(chunks)) for i, c in enumerate(chunks)]
 
 
-def _row(source: str, position: int, chunk: Chunk | None, text: str, error: str) -> dict:
+def _row(source: str, position: int, chunk: Chunk | None, text: str, error: str, count: int = 0) -> dict:
     return {
         "source": source,
         "position": position,
+        "count": count,  # the document's chunks: the driver knows it is complete when it holds them all
         "start": chunk.start if chunk else 0,
         "end": chunk.end if chunk else 0,
         "text": chunk.text if chunk else "",
@@ -183,10 +227,6 @@ def _chunk(batch: dict, row: int) -> Chunk:
     )  # fmt: skip
 
 
-def _document(parts: list, error: str | None) -> tuple:
-    if error is not None:
-        return None, None, error
+def _document(parts: list) -> tuple:
     parts.sort(key=lambda part: part[0])
-    if not parts:
-        return [], None, None
     return [c for _, c, _ in parts], np.stack([v for _, _, v in parts]).astype(np.float32), None

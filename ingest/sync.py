@@ -61,7 +61,6 @@ class _Pending:
     size: int
     chunks: list[Chunk]
     replaces: int | None  # the catalog id of the previous version, if any
-    vectors: np.ndarray | None = None  # embedded already by an engine that embeds as it parses (Ray)
 
 
 def index_folder(
@@ -148,19 +147,6 @@ def index_folder(
                 report.skipped.append(Skipped(source, "no text to index"))
                 continue
             pending.append(pending_item)
-        parsed = engine.parse(folder, changed, params, show) if engine else ()
-        for item, (chunks, vectors, error) in zip(changed, parsed):
-            if error is not None:
-                report.skipped.append(Skipped(item.source, error))
-                if item.replaces is not None:  # keep the last good version rather than lose it; the next run retries
-                    report.unchanged += 1
-                continue
-            if not chunks:
-                report.skipped.append(Skipped(item.source, "no text to index"))
-                continue
-            item.chunks, item.vectors = chunks, vectors
-            pending.append(item)
-        report.skipped.sort(key=lambda s: s.path)
 
         deleted = [record for source, record in previous.items() if source not in kept]
         principals = {source: policy.principals_for(source) for source in kept}
@@ -195,7 +181,7 @@ def index_folder(
             "groups": policy.groups,
         }
         nothing_to_do = not (pending or deleted or stat_only or changed_permissions or purge)
-        if nothing_to_do and not rebuild and live is not None and _meta_unchanged(index_dir, meta):
+        if nothing_to_do and not changed and not rebuild and live is not None and _meta_unchanged(index_dir, meta):
             _finish(report, index_dir, started)
             return report
 
@@ -205,15 +191,21 @@ def index_folder(
         try:
             with writer.catalog.transaction():
                 _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report)
+                # An engine's documents are written as they arrive: the driver never holds the whole run.
+                streamed = engine.parse(folder, changed, params, show) if changed else ()
+                wrote = _apply_streamed(writer, zip(changed, streamed), principals, report)
                 for key, value in meta.items():
                     writer.catalog.set_meta(key, value)
                 writer.catalog.set_meta("vector_kind", writer.vectors.kind)
                 writer.catalog.set_meta("indexed_at", datetime.now(UTC).isoformat(timespec="seconds"))
-            writer.commit()
+            if nothing_to_do and not wrote and not rebuild and live is not None and _meta_unchanged(index_dir, meta):
+                writer.abort()  # every changed file failed to load: the live generation is still the right one
+            else:
+                writer.commit()
+                report.wrote_generation = writer.name
         except BaseException:
             writer.abort()
             raise
-        report.wrote_generation = writer.name
         _finish(report, index_dir, started)
         return report
 
@@ -271,17 +263,47 @@ def _apply(writer, pending, deleted, stat_only, changed_permissions, principals,
     texts: list[str] = []
     for item in pending:
         doc_id = catalog.add_document(item.source, item.hash, item.mtime_ns, item.size, principals[item.source])
-        chunk_ids = catalog.add_chunks(doc_id, item.chunks)
-        if item.vectors is not None:
-            vectors.add(np.asarray(chunk_ids, dtype=np.int64), item.vectors)
-            continue
-        ids += chunk_ids
+        ids += catalog.add_chunks(doc_id, item.chunks)
         texts += [embedding_text(item.source, chunk) for chunk in item.chunks]
     batches = range(0, len(texts), EMBED_BATCH)
     for start in _progress(batches, show and len(texts) > EMBED_BATCH, "Embedding", unit_scale=EMBED_BATCH):
         batch_ids = np.asarray(ids[start : start + EMBED_BATCH], dtype=np.int64)
         vectors.add(batch_ids, embedder.embed(texts[start : start + EMBED_BATCH]))
-    report.chunks_embedded = sum(len(item.chunks) for item in pending)
+    report.chunks_embedded = len(texts)
+
+
+def _apply_streamed(writer, parsed, principals, report) -> bool:
+    """Write an engine's documents as they arrive: ``parsed`` yields (item, (chunks, vectors, error)) in the scan's
+    order. A file that failed keeps its last good version. Returns whether any document was written."""
+    catalog = writer.catalog
+    replaced: set[int] = set()  # old versions' vector ids, removed together: a removal rewrites a flat index
+    wrote = False
+    for item, (chunks, vectors, error) in parsed:
+        if error is not None or not chunks:
+            report.skipped.append(Skipped(item.source, error if error is not None else "no text to index"))
+            if error is not None and item.replaces is not None:  # the next run retries it
+                report.unchanged += 1
+            continue
+        if item.replaces is not None:
+            replaced.update(catalog.delete_document(item.replaces))
+            report.updated += 1
+        else:
+            report.added += 1
+        doc_id = catalog.add_document(item.source, item.hash, item.mtime_ns, item.size, principals[item.source])
+        ids = catalog.add_chunks(doc_id, chunks)
+        if not replaced.isdisjoint(ids):  # an id freed in the catalog and drawn again (a hash collision)
+            _remove_vectors(writer, replaced)
+        writer.vectors.add(np.asarray(ids, dtype=np.int64), vectors)
+        report.chunks_embedded += len(chunks)
+        wrote = True
+    _remove_vectors(writer, replaced)
+    return wrote
+
+
+def _remove_vectors(writer, ids: set[int]) -> None:
+    if ids:
+        writer.vectors.remove(np.asarray(sorted(ids), dtype=np.int64))
+        ids.clear()
 
 
 def embedding_text(source: str, chunk: Chunk) -> str:
@@ -325,6 +347,7 @@ def _meta_unchanged(index_dir: Path, meta: dict) -> bool:
 
 
 def _finish(report: IndexReport, index_dir: Path, started: float) -> None:
+    report.skipped.sort(key=lambda s: s.path)
     live = open_index(index_dir, check=False)
     try:
         report.documents = live.catalog.document_count()

@@ -12,6 +12,7 @@ import pytest
 from fakes import HashEmbedder, write
 from ingest.store import current_generation, open_index
 from ingest.sync import index_folder
+from ingest.types import Chunk
 
 ray = pytest.importorskip("ray")  # the dev extra installs it
 
@@ -174,3 +175,72 @@ def test_the_parsers_token_counter_counts_as_the_real_embedder_does():
     texts = ["The quokka lives on Rottnest Island.", "naïve café — 12% über 07:45", "# Heading\n\nA line.\n" * 20]
     embedder, counter = load_embedder(progress=False), load_token_counter(None)
     assert [counter(t) for t in texts] == [embedder.token_len(t) for t in texts]
+
+
+def test_an_engine_that_fails_mid_stream_leaves_the_previous_generation_live(folder, tmp_path):
+    # Documents are written as they arrive, so a failure after the first leaves a half-written generation: removed.
+    class LostAfterOne:
+        def parse(self, folder, changed, params, show):
+            yield [Chunk(0, 5, "early")], np.ones((1, HashEmbedder().dimension), dtype=np.float32), None
+            raise ConnectionError("the Ray cluster went away")
+
+    index_folder(folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL)
+    before, rows_before = current_generation(tmp_path / "idx"), snapshot(tmp_path / "idx")[0]
+    write(folder, "a-late.md", "# Late\n\nWritten before the failure.")
+    write(folder, "b-late.md", "# Later\n\nNever parsed.")
+    with pytest.raises(ConnectionError):
+        index_folder(folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL, engine=LostAfterOne())
+    assert current_generation(tmp_path / "idx") == before and snapshot(tmp_path / "idx")[0] == rows_before
+    assert not list((tmp_path / "idx").glob("*.tmp"))
+
+
+def test_the_driver_writes_each_document_before_the_engine_parses_the_next(folder, tmp_path, monkeypatch):
+    from ingest.catalog import Catalog
+
+    events = []
+    add_document = Catalog.add_document
+
+    def recorded_add_document(self, source, *args):
+        events.append(("written", source))
+        return add_document(self, source, *args)
+
+    class Recording:
+        def parse(self, folder, changed, params, show):
+            for item in changed:
+                events.append(("parsed", item.source))
+                yield [Chunk(0, 4, item.source)], np.ones((1, HashEmbedder().dimension), dtype=np.float32), None
+
+    monkeypatch.setattr(Catalog, "add_document", recorded_add_document)
+    report = index_folder(folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL, engine=Recording())
+    sources = ["animals.txt", "broken.pdf", "empty.txt", "finance/q3.md", "survey.md"]
+    assert events == [(kind, source) for source in sources for kind in ("parsed", "written")]
+    assert report.added == 5 and report.chunks_embedded == 5
+
+
+def batch(*rows):
+    """A pipeline batch as the embedder returns it: rows of (source, position, count, error)."""
+    return {
+        "source": np.array([r[0] for r in rows]),
+        "position": np.array([r[1] for r in rows]),
+        "count": np.array([r[2] for r in rows]),
+        "error": np.array([r[3] for r in rows]),
+        "start": np.array([r[1] * 10 for r in rows]),
+        "end": np.array([r[1] * 10 + 9 for r in rows]),
+        "text": np.array([f"{r[0]} #{r[1]}" for r in rows]),
+        "page": np.full(len(rows), -1),
+        "heading": np.array([""] * len(rows)),
+        "vector": np.array([[float(r[1])] * 3 for r in rows], dtype=np.float32),
+    }
+
+
+def test_documents_are_handed_over_in_scan_order_as_soon_as_they_and_those_before_are_complete():
+    from ingest.ray_engine import DocumentAssembler
+
+    documents = DocumentAssembler(["a.md", "b.pdf", "c.txt", "d.md"])
+    # b fails and c is complete before a is: nothing can go out until a's second chunk arrives.
+    assert list(documents.add(batch(("a.md", 1, 2, ""), ("b.pdf", -1, 0, "not a PDF"), ("c.txt", 0, 1, "")))) == []
+    out = list(documents.add(batch(("d.md", 0, 2, ""), ("a.md", 0, 2, ""))))
+    assert [d[0] and [c.text for c in d[0]] for d in out] == [["a.md #0", "a.md #1"], None, ["c.txt #0"]]
+    assert out[1][2] == "not a PDF" and out[0][1].tolist() == [[0.0] * 3, [1.0] * 3]
+    with pytest.raises(RuntimeError, match=r"d\.md \(1 chunks arrived\)"):
+        documents.check_complete()
