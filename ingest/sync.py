@@ -191,9 +191,10 @@ def index_folder(
         try:
             with writer.catalog.transaction():
                 _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report)
-                # An engine's documents are written as they arrive: the driver never holds the whole run.
+                # An engine's documents are written as they arrive: the driver never holds the whole run. strict: an
+                # engine that hands back fewer documents than it was given fails the run instead of dropping some.
                 streamed = engine.parse(folder, changed, params, show) if changed else ()
-                wrote = _apply_streamed(writer, zip(changed, streamed), principals, report)
+                wrote = _apply_streamed(writer, zip(changed, streamed, strict=True), principals, report)
                 for key, value in meta.items():
                     writer.catalog.set_meta(key, value)
                 writer.catalog.set_meta("vector_kind", writer.vectors.kind)

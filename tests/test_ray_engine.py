@@ -194,6 +194,20 @@ def test_an_engine_that_fails_mid_stream_leaves_the_previous_generation_live(fol
     assert not list((tmp_path / "idx").glob("*.tmp"))
 
 
+def test_an_engine_that_returns_fewer_documents_than_it_was_given_fails_the_run(folder, tmp_path):
+    class Forgetful:
+        def parse(self, folder, changed, params, show):
+            return iter([([Chunk(0, 5, "first")], np.ones((1, HashEmbedder().dimension), dtype=np.float32), None)])
+
+    index_folder(folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL)
+    before = current_generation(tmp_path / "idx")
+    write(folder, "a-late.md", "# Late\n\nParsed.")
+    write(folder, "b-late.md", "# Later\n\nForgotten by the engine.")
+    with pytest.raises(ValueError):
+        index_folder(folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL, engine=Forgetful())
+    assert current_generation(tmp_path / "idx") == before and not list((tmp_path / "idx").glob("*.tmp"))
+
+
 def test_the_driver_writes_each_document_before_the_engine_parses_the_next(folder, tmp_path, monkeypatch):
     from ingest.catalog import Catalog
 
