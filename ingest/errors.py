@@ -27,5 +27,11 @@ class LoadError(RagError):
     """One file could not be read or parsed; ``str(err)`` is the skip reason shown to the user."""
 
 
+class NoTextError(LoadError):
+    """The file was read and parsed, and holds no text (whitespace only, a scanned PDF). Unlike a file that fails to
+    load, whose last good version is kept, its previous version leaves the index: emptying a file must not leave its
+    old text searchable."""
+
+
 class IndexWriteError(RagError):
     """The index could not be written (a full disk, a read-only folder); the previous generation stays live."""

@@ -15,7 +15,7 @@ import unicodedata
 from pathlib import Path
 
 from .discovery import SUPPORTED_SUFFIXES, discover, read_inside, supported_suffixes, unsupported
-from .errors import LoadError
+from .errors import LoadError, NoTextError
 from .plugins import plugin_loaders, read_with_plugin
 from .types import LoadedDocument
 
@@ -43,7 +43,7 @@ def load_bytes(source: str, data: bytes) -> LoadedDocument:
         kind = "loader plugin failed" if plugin else kind
         raise LoadError(_one_line(f"{kind}: {type(err).__name__}: {err}")) from err
     if not text.strip():
-        raise LoadError("no extractable text (scanned PDF?)" if suffix == ".pdf" else "empty file")
+        raise NoTextError("no extractable text (scanned PDF?)" if suffix == ".pdf" else "empty file")
     return LoadedDocument(source, text, pages)
 
 

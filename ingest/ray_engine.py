@@ -61,8 +61,8 @@ class RayEngine:
         self.init_args = init_args  # e.g. num_cpus=2 for a local instance
 
     def parse(self, folder: Path, changed: list, params: dict, show: bool) -> Iterator[tuple]:
-        """(chunks, vectors, None) per changed file, in order, or (None, None, reason) when it cannot be loaded;
-        each as soon as the file's last chunk is embedded."""
+        """(chunks, vectors, None) per changed file, in order, (None, None, reason) when it cannot be loaded, or
+        ([], None, reason) when it holds no text; each as soon as the file's last chunk is embedded."""
         if not changed:
             return
         ray = _ray()
@@ -123,7 +123,7 @@ class DocumentAssembler:
             if batch["error"][row]:
                 self.done[source] = (None, None, str(batch["error"][row]))
             elif batch["position"][row] < 0:  # loaded, but no text to chunk
-                self.done[source] = ([], None, None)
+                self.done[source] = ([], None, str(batch["empty"][row]))
             else:
                 parts = self.parts.setdefault(source, [])
                 parts.append((int(batch["position"][row]), _chunk(batch, row), batch["vector"][row]))
@@ -173,24 +173,30 @@ class _ParseAndChunk:
         self.chunker = Chunker(token_counter(), size, overlap)
 
     def __call__(self, row: dict) -> list[dict]:
-        from .loaders import LoadError, load_file
+        from .errors import LoadError, NoTextError
+        from .loaders import load_file
         from .sync import embedding_text
 
         source = row["source"]
         try:
             chunks = self.chunker.split(load_file(self.folder, source))
+        except NoTextError as err:
+            return [_row(source, -1, None, "", "", empty=str(err))]
         except LoadError as err:
             return [_row(source, -1, None, "", str(err))]
         if not chunks:
-            return [_row(source, -1, None, "", "")]
+            return [_row(source, -1, None, "", "", empty="no text to index")]
         return [_row(source, i, c, embedding_text(source, c), "", len(chunks)) for i, c in enumerate(chunks)]
 
 
-def _row(source: str, position: int, chunk: Chunk | None, text: str, error: str, count: int = 0) -> dict:
+def _row(
+    source: str, position: int, chunk: Chunk | None, text: str, error: str, count: int = 0, empty: str = ""
+) -> dict:
     return {
         "source": source,
         "position": position,
         "count": count,  # the document's chunks: the driver knows it is complete when it holds them all
+        "empty": empty,  # why a file that loaded has no chunk ("empty file"): its old version leaves the index
         "start": chunk.start if chunk else 0,
         "end": chunk.end if chunk else 0,
         "text": chunk.text if chunk else "",

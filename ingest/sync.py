@@ -22,7 +22,7 @@ from .chunking import Chunker
 from .common import EmbedderMismatchError, UsageError
 from .discovery import DEFAULT_MAX_FILE_BYTES, Found, is_case_insensitive, read_inside, too_large, walk
 from .embedding import Embedder
-from .errors import LoadError, PolicyError
+from .errors import LoadError, NoTextError, PolicyError
 from .loaders import load_bytes
 from .policy import POLICY_FILENAME, Policy, find_policy
 from .store import GenerationWriter, current_generation, open_index, recorded_meta, writer_lock
@@ -138,6 +138,10 @@ def index_folder(
                     changed.append(pending_item)
                     continue
                 pending_item.chunks = chunker.split(load_bytes(source, data))
+            except NoTextError as err:  # read, and empty now: the old version leaves the index with its text
+                report.skipped.append(Skipped(source, str(err)))
+                kept.discard(source)
+                continue
             except LoadError as err:  # unreadable, changed under us, unparsable: keep the last good version
                 report.skipped.append(Skipped(source, str(err)))
                 if old:
@@ -145,6 +149,7 @@ def index_folder(
                 continue
             if not pending_item.chunks:
                 report.skipped.append(Skipped(source, "no text to index"))
+                kept.discard(source)
                 continue
             pending.append(pending_item)
 
@@ -274,16 +279,24 @@ def _apply(writer, pending, deleted, stat_only, changed_permissions, principals,
 
 
 def _apply_streamed(writer, parsed, principals, report) -> bool:
-    """Write an engine's documents as they arrive: ``parsed`` yields (item, (chunks, vectors, error)) in the scan's
-    order. A file that failed keeps its last good version. Returns whether any document was written."""
+    """Write an engine's documents as they arrive: ``parsed`` yields (item, (chunks, vectors, reason)) in the scan's
+    order, chunks None for a file that failed to load (it keeps its last good version) and [] for one that holds no
+    text (its old version goes). Returns whether the index changed."""
     catalog = writer.catalog
     replaced: set[int] = set()  # old versions' vector ids, removed together: a removal rewrites a flat index
     wrote = False
-    for item, (chunks, vectors, error) in parsed:
-        if error is not None or not chunks:
-            report.skipped.append(Skipped(item.source, error if error is not None else "no text to index"))
-            if error is not None and item.replaces is not None:  # the next run retries it
+    for item, (chunks, vectors, reason) in parsed:
+        if chunks is None:  # failed to load: keep the last good version; the next run retries it
+            report.skipped.append(Skipped(item.source, reason))
+            if item.replaces is not None:
                 report.unchanged += 1
+            continue
+        if not chunks:  # read, and holds no text: the old version leaves the index with its text
+            report.skipped.append(Skipped(item.source, reason or "no text to index"))
+            if item.replaces is not None:
+                replaced.update(catalog.delete_document(item.replaces))
+                report.deleted += 1
+                wrote = True
             continue
         if item.replaces is not None:
             replaced.update(catalog.delete_document(item.replaces))

@@ -74,13 +74,16 @@ def test_ray_engine_builds_the_same_index_as_a_local_run(local_ray, folder, tmp_
     assert sorted((s.path, s.reason) for s in remote.skipped) == sorted((s.path, s.reason) for s in local.skipped)
     assert_same_index(tmp_path / "local", tmp_path / "ray")
 
-    # Incremental: one file changed, one deleted, one added; only those go through the pipeline.
+    # Incremental: one file changed, one deleted, one emptied (its old text must go), one added; only the changed
+    # ones go through the pipeline.
     write(folder, "animals.txt", "The quokka lives on Rottnest Island. It is a small marsupial.")
     (folder / "finance" / "q3.md").unlink()
+    write(folder, "survey.md", "  \n")
     write(folder, "notes.md", "# Notes\n\nThe ferry leaves at 07:45.")
     local = index_folder(folder, tmp_path / "local", HashEmbedder(), progress=False, **SMALL)
     remote = index_folder(folder, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=engine)
-    assert (remote.added, remote.updated, remote.deleted) == (local.added, local.updated, local.deleted) == (1, 1, 1)
+    assert (remote.added, remote.updated, remote.deleted) == (local.added, local.updated, local.deleted) == (1, 1, 2)
+    assert sorted((s.path, s.reason) for s in remote.skipped) == sorted((s.path, s.reason) for s in local.skipped)
     assert remote.chunks_embedded == local.chunks_embedded
     assert_same_index(tmp_path / "local", tmp_path / "ray")
 
@@ -238,6 +241,7 @@ def batch(*rows):
         "position": np.array([r[1] for r in rows]),
         "count": np.array([r[2] for r in rows]),
         "error": np.array([r[3] for r in rows]),
+        "empty": np.array(["empty file" if r[1] < 0 and not r[3] else "" for r in rows]),
         "start": np.array([r[1] * 10 for r in rows]),
         "end": np.array([r[1] * 10 + 9 for r in rows]),
         "text": np.array([f"{r[0]} #{r[1]}" for r in rows]),

@@ -70,6 +70,22 @@ def test_search_results_carry_offsets_into_the_document(folder, tmp_path):
     assert (folder / result.source).read_text()[result.start : result.end] == result.text
 
 
+def test_an_emptied_file_leaves_the_index_and_a_broken_one_keeps_its_last_good_version(folder, tmp_path):
+    embedder = HashEmbedder()
+    index_dir = tmp_path / "idx"
+    index_folder(folder, index_dir, embedder)
+    bump(folder / "animals.txt", "   \n")  # emptied: its old text must not stay searchable
+    (folder / "guide/space.md").write_bytes(b"\x00" * 64)  # unreadable for now: the next run retries it
+    report = index_folder(folder, index_dir, embedder)
+    assert (report.deleted, report.unchanged) == (1, 2)
+    assert {s.path: s.reason for s in report.skipped} == {
+        "animals.txt": "empty file",
+        "guide/space.md": "not text: contains NUL bytes",
+    }
+    sources = {r.source for r in Retriever(index_dir, embedder=embedder).search("quokka probe bread", k=10)}
+    assert sources == {"guide/space.md", "recipes/bread.md"}
+
+
 def test_broken_files_are_skipped_and_the_rest_indexed(folder, tmp_path):
     (folder / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage")
     (folder / "noise.txt").write_bytes(bytes(range(256)) * 8)
