@@ -9,7 +9,6 @@ what greedy decoding of the training prompt would produce, in one batched forwar
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import resource
@@ -27,7 +26,7 @@ from .lora import (
     labelled_logits,
     padded_batch,
     selective_loss,
-    training_source,
+    training_key,
 )
 
 CURVE_SAMPLE = 64  # training pairs and held-out paraphrases scored after each epoch
@@ -237,11 +236,8 @@ def _snapshot(model, method: str) -> dict:
 
 
 def fingerprint(base_name: str, data: Augmented, settings: FinetuneSettings) -> str:
-    digest = hashlib.sha256(training_source())
-    digest.update(json.dumps([base_name, asdict(settings), data.heldout]).encode())
-    for example in data.examples + [e for view in data.document_views for e in view]:
-        digest.update(example.prompt.encode() + b"\0" + example.target.encode() + b"\1")
-    return digest.hexdigest()[:20]
+    examples = data.examples + [e for view in data.document_views for e in view]
+    return training_key([base_name, asdict(settings), data.heldout], examples)
 
 
 def trained_model(base_name: str | None, data: Augmented, settings: FinetuneSettings, progress: bool = False):

@@ -79,12 +79,17 @@ def training_source() -> bytes:
     return b"".join((folder / name).read_bytes() for name in TRAINING_SOURCES)
 
 
-def fingerprint(base_name: str, examples: list[Example], settings: LoraSettings) -> str:
+def training_key(settings: list, examples: list[Example]) -> str:
+    """The cache key of a model trained by this code: the training code, ``settings`` (as JSON) and every example."""
     digest = hashlib.sha256(training_source())
-    digest.update(json.dumps([base_name, asdict(settings)]).encode())
+    digest.update(json.dumps(settings).encode())
     for example in examples:
         digest.update(example.prompt.encode() + b"\0" + example.target.encode() + b"\1")
     return digest.hexdigest()[:20]
+
+
+def fingerprint(base_name: str, examples: list[Example], settings: LoraSettings) -> str:
+    return training_key([base_name, asdict(settings)], examples)
 
 
 def _encode(tokenizer, example: Example, max_tokens: int) -> tuple[list[int], list[int]]:

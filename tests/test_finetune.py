@@ -89,11 +89,12 @@ def test_the_report_calls_a_fine_tune_under_0_90_on_its_training_pairs_under_tra
 
 def test_a_cached_fine_tune_is_keyed_by_the_code_that_trains_it(monkeypatch):
     import eval.finetune
+    import eval.lora
 
     data = Augmented(examples=[], document_views=[[]], train_pairs=[], qa_train_pairs=[], heldout=[], cloze=[])
     key = eval.finetune.fingerprint("gemma", data, FinetuneSettings())
     assert eval.finetune.fingerprint("gemma", data, FinetuneSettings()) == key
-    monkeypatch.setattr(eval.finetune, "training_source", lambda: b"a changed loss")
+    monkeypatch.setattr(eval.lora, "training_source", lambda: b"a changed loss")
     assert eval.finetune.fingerprint("gemma", data, FinetuneSettings()) != key
 
 
