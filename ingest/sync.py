@@ -185,8 +185,12 @@ def index_folder(
             },
             "groups": policy.groups,
         }
-        nothing_to_do = not (pending or deleted or stat_only or changed_permissions or purge)
-        if nothing_to_do and not changed and not rebuild and live is not None and _meta_unchanged(index_dir, meta):
+
+        def live_is_current() -> bool:  # nothing here would change what the live generation holds
+            nothing_to_do = not (pending or deleted or stat_only or changed_permissions or purge or rebuild)
+            return nothing_to_do and live is not None and _meta_unchanged(index_dir, meta)
+
+        if not changed and live_is_current():
             _finish(report, index_dir, started)
             return report
 
@@ -204,7 +208,7 @@ def index_folder(
                     writer.catalog.set_meta(key, value)
                 writer.catalog.set_meta("vector_kind", writer.vectors.kind)
                 writer.catalog.set_meta("indexed_at", datetime.now(UTC).isoformat(timespec="seconds"))
-            if nothing_to_do and not wrote and not rebuild and live is not None and _meta_unchanged(index_dir, meta):
+            if not wrote and live_is_current():
                 writer.abort()  # every changed file failed to load: the live generation is still the right one
             else:
                 writer.commit()
