@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.answerability import SPAN_SIGNALS, AnswerabilityModel, feature_names, features
-from rag.gates import GATE_CODES
+from rag.answerability import SECOND_SIGNALS, SIGNALS, SPAN_SIGNALS, AnswerabilityModel, feature_names, features
+from rag.gates import GATE_CODES, GATES
 from rag.reader_config import ReaderConfig, ReaderSettings
 
 L2 = 1.0  # ridge penalty on standardised weights: a few hundred rows, ~30 features
@@ -31,14 +31,27 @@ THRESHOLDS = np.round(np.arange(0.0, 0.91, 0.01), 2)
 # Gates that end reading whatever the learned model says: nothing to read, or the model itself chose "unknown"
 ALWAYS_HARD = ("off_topic", "model_unknown")
 SUBJECT_GATES = ("missing_term", "off_subject", "no_typed_span")
-# lever: (hard gates, learned gate?, does the learned gate see the span model's signals?)
+# Gates that judge the passages, not the generator's span: when one of them is hard, it holds for any span
+BEFORE_GATES = tuple(gate.code for gate in GATES if gate.stage == "before")
+# The span model's span is judged knowing whether the generator said "unknown" to the same passages
+SECOND_GATES = ("model_unknown",)
+SWITCH = "learned + all hand gates hard + the span model's span where likelier right"
+# lever: (hard gates, learned gate?, does the learned gate see the span model's signals?, may the span model's own
+# span be the answer?)
 LEVERS = {
-    "hand gates (before)": (ReaderConfig().hard_gates, False, False),
-    "no gates": (ALWAYS_HARD, False, False),
-    "learned, all gates as features": (ALWAYS_HARD, True, True),
-    "learned + subject gates hard": (ALWAYS_HARD[:1] + SUBJECT_GATES + ALWAYS_HARD[1:], True, True),
-    "learned + all hand gates hard": (ReaderConfig().hard_gates, True, True),
-    "learned + all hand gates hard, without the span model": (ReaderConfig().hard_gates, True, False),
+    "hand gates (before)": (ReaderConfig().hard_gates, False, False, False),
+    "no gates": (ALWAYS_HARD, False, False, False),
+    "learned, all gates as features": (ALWAYS_HARD, True, True, False),
+    "learned + subject gates hard": (ALWAYS_HARD[:1] + SUBJECT_GATES + ALWAYS_HARD[1:], True, True, False),
+    "learned + all hand gates hard": (ReaderConfig().hard_gates, True, True, False),
+    "learned + all hand gates hard, without the span model": (ReaderConfig().hard_gates, True, False, False),
+    SWITCH: (ReaderConfig().hard_gates, True, True, True),
+    "learned + subject gates hard + the span model's span where likelier right": (
+        ALWAYS_HARD[:1] + SUBJECT_GATES + ALWAYS_HARD[1:],
+        True,
+        True,
+        True,
+    ),
 }
 
 
@@ -50,10 +63,34 @@ def decide(row: dict, hard: tuple[str, ...], model: AnswerabilityModel | None, t
     return model is None or model.probability(signals) >= threshold
 
 
-def measure(rows: list[dict], answered: list[bool]) -> dict:
-    answerable = [(r, a) for r, a in zip(rows, answered) if r["answerable"]]
-    unanswerable = [a for r, a in zip(rows, answered) if not r["answerable"]]
-    right = sum(bool(a and r["correct"]) for r, a in answerable)
+def second_reaches(row: dict, hard: tuple[str, ...]) -> bool:
+    """Whether the span model's span may be the answer: it found one, and no hard gate on the passages fired."""
+    signals = row["signals"]
+    return bool(row.get("second")) and not any(signals.get(f"gate:{code}") for code in hard if code in BEFORE_GATES)
+
+
+def pick(row: dict, hard: tuple[str, ...], first: float | None, second: float | None, threshold: float) -> str:
+    """Which span the reader answers with, replayed offline: "first" (the generator's), "second" (the span
+    model's) or "" (it abstains). ``first`` and ``second`` are the learned probabilities that each span is right
+    (None: that span is not judged, the generator's is then taken as it is and the span model's never)."""
+    options = []
+    if decide(row, hard, None, 0.0):
+        options.append((1.0 if first is None else first, "first"))
+    if second is not None and second_reaches(row, hard):
+        options.append((second, "second"))
+    if not options:
+        return ""
+    probability, which = max(options, key=lambda option: option[0])  # a tie keeps the generator's span, as online
+    return which if probability >= threshold else ""
+
+
+def measure(rows: list[dict], answered: list) -> dict:
+    """Answerable accuracy and false answers; ``answered`` holds, per row, True/"first" (the generator's span),
+    "second" (the span model's) or False/"" (abstained)."""
+    said = [("second_correct" if a == "second" else "correct") if a else "" for a in answered]
+    answerable = [(r, key) for r, key in zip(rows, said) if r["answerable"]]
+    unanswerable = [bool(key) for r, key in zip(rows, said) if not r["answerable"]]
+    right = sum(bool(key and r.get(key)) for r, key in answerable)
     false = sum(unanswerable)
     return {
         "answerable_accuracy": _rate(right, len(answerable)),
@@ -102,14 +139,24 @@ def train_model(rows: list[dict], hard: tuple[str, ...]) -> AnswerabilityModel |
     """The learned gate on the rows that reach it under ``hard`` (the soft gates are its features)."""
     soft = tuple(code for code in GATE_CODES if code not in hard and code not in ALWAYS_HARD)
     reached = [r for r in rows if decide(r, hard, None, 0.0)]
-    if len({r["correct"] for r in reached}) < 2:
+    return _fit_model(reached, "correct", soft, SIGNALS)
+
+
+def train_second(rows: list[dict], hard: tuple[str, ...]) -> AnswerabilityModel | None:
+    """The probability that the span model's own span is right, on the rows where it may be the answer."""
+    reached = [r for r in rows if second_reaches(r, hard)]
+    return _fit_model(reached, "second_correct", SECOND_GATES, SECOND_SIGNALS)
+
+
+def _fit_model(rows: list[dict], label: str, gates: tuple[str, ...], names: tuple[str, ...]):
+    if len({bool(r[label]) for r in rows}) < 2:
         return None
-    x = np.array([features(r["signals"], soft) for r in reached])
-    y = np.array([float(r["correct"]) for r in reached])
+    x = np.array([features(r["signals"], gates, names) for r in rows])
+    y = np.array([float(r[label]) for r in rows])
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     weights, bias = fit_logistic((x - mean) / scale, y)
-    return AnswerabilityModel(soft, mean.tolist(), scale.tolist(), weights.tolist(), bias)
+    return AnswerabilityModel(gates, mean.tolist(), scale.tolist(), weights.tolist(), bias, names)
 
 
 @dataclass
@@ -120,29 +167,36 @@ class Choice:
     threshold: float
     holdout: dict
     out_of_fold: dict
+    second: AnswerabilityModel | None = None
 
 
-def choose_threshold(rows: list[dict], hard: tuple[str, ...]) -> tuple[float, dict]:
+def choose_threshold(rows: list[dict], hard: tuple[str, ...], switch: bool = False) -> tuple[float, dict]:
     """The lowest threshold whose out-of-fold false-answer rate over the training rows (leave one group out) is
-    within ``FALSE_ANSWER_BUDGET``: the most answers that budget allows."""
+    within ``FALSE_ANSWER_BUDGET``: the most answers that budget allows. With ``switch``, the span model's span is
+    judged too, and the likelier of the two spans is what the threshold applies to."""
     groups = sorted({r["group"] for r in rows})
-    scores: dict[str, float] = {}
+    first: dict[str, float] = {}
+    second: dict[str, float] = {}
     for group in groups:
-        model = train_model([r for r in rows if r["group"] != group], hard)
-        for r in rows:
-            if r["group"] == group and model is not None:
-                scores[r["id"]] = model.probability(r["signals"])
+        rest = [r for r in rows if r["group"] != group]
+        models = ((first, train_model(rest, hard)), (second, train_second(rest, hard) if switch else None))
+        for scores, model in models:
+            for r in rows:
+                if r["group"] == group and model is not None:
+                    scores[r["id"]] = model.probability(r["signals"])
+
+    def outcomes(chosen: list[dict], t: float) -> list[str]:
+        return [pick(r, hard, first.get(r["id"], 1.0), second.get(r["id"]), t) for r in chosen]
+
     best, best_stats = float(THRESHOLDS[-1]), {}
     for t in THRESHOLDS:
-        answered = [decide(r, hard, None, 0.0) and scores.get(r["id"], 1.0) >= t for r in rows]
-        best_stats = measure(rows, answered)
+        best_stats = measure(rows, outcomes(rows, t))
         if best_stats["false_answer_rate"]["value"] <= FALSE_ANSWER_BUDGET:
             best = float(t)
             break
     demo = [r for r in rows if r["group"] == DEMO_CHECK]
     if demo:  # predicted by a model trained on the pool and the demo's train split, never on these rows
-        answered = [decide(r, hard, None, 0.0) and scores.get(r["id"], 1.0) >= best for r in demo]
-        best_stats["demo"] = measure(demo, answered)
+        best_stats["demo"] = measure(demo, outcomes(demo, best))
     return best, best_stats
 
 
@@ -153,25 +207,38 @@ def without_span_model(rows: list[dict]) -> list[dict]:
 
 def compare_levers(training: list[dict], holdout: list[dict]) -> list[Choice]:
     choices = []
-    for lever, (hard, learned, span) in LEVERS.items():
+    for lever, (hard, learned, span, switch) in LEVERS.items():
         fit_rows, held = (training, holdout) if span else (without_span_model(training), without_span_model(holdout))
+        second = train_second(fit_rows, hard) if switch else None
         if learned:
-            threshold, oof = choose_threshold(fit_rows, hard)
+            threshold, oof = choose_threshold(fit_rows, hard, switch)
             model = train_model(fit_rows, hard)
         else:
             threshold, model = 0.0, None
             demo = [r for r in fit_rows if r["group"] == DEMO_CHECK]
             oof = {"demo": measure(demo, [decide(r, hard, None, 0.0) for r in demo])} if demo else {}
-        answered = [decide(r, hard, model, threshold) for r in held]
-        choices.append(Choice(lever, hard, model, threshold, measure(held, answered), oof))
+        choices.append(
+            Choice(
+                lever, hard, model, threshold, measure(held, replay(held, hard, model, second, threshold)), oof, second
+            )
+        )
     return choices
+
+
+def replay(rows: list[dict], hard, model: AnswerabilityModel | None, second, threshold: float) -> list[str]:
+    """What the reader with these settings answers on each row ("first", "second" or "")."""
+
+    def probability(m, r):
+        return None if m is None else m.probability(r["signals"])
+
+    return [pick(r, hard, probability(model, r), probability(second, r), threshold) for r in rows]
 
 
 def threshold_curve(choice: Choice, holdout: list[dict]) -> list[dict]:
     """Held-out answerable accuracy and false answers over thresholds: the trade-off the chosen point sits on."""
     curve = []
     for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
-        stats = measure(holdout, [decide(r, choice.hard, choice.model, t) for r in holdout])
+        stats = measure(holdout, replay(holdout, choice.hard, choice.model, choice.second, t))
         curve.append({"threshold": t, **{k: v["value"] for k, v in stats.items() if isinstance(v, dict)}})
     return curve
 
@@ -203,6 +270,7 @@ def fit_main(args) -> int:
         best.model,
         embedder,
         generator,
+        span_answers=best.second,
         provenance={
             "command": "python -m eval.train_span_reader; python -m eval.calibrate collect --shard 0/2 & ... "
             "--shard 1/2; ... collect --no-pool --demo-splits train; python -m eval.calibrate fit",
@@ -224,11 +292,16 @@ def fit_main(args) -> int:
         },
         "chosen": best.lever,
         "curve": threshold_curve(best, holdout),
-        "weights": dict(zip(feature_names(best.model.gates), [round(w, 3) for w in best.model.weights])),
+        "weights": _weights(best.model),
+        "second_weights": _weights(best.second) if best.second else None,
     }
     print(json.dumps(report, indent=1) if args.json else _table(report))
     Path(cache_dir("calibrate") / "fit-report.json").write_text(json.dumps(report, indent=1))
     return 0
+
+
+def _weights(model: AnswerabilityModel) -> dict[str, float]:
+    return dict(zip(feature_names(model.gates, model.names), [round(w, 3) for w in model.weights]))
 
 
 def _table(report: dict) -> str:

@@ -70,11 +70,20 @@ class RayEngine:
             ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **self.init_args)
         from ray.data import DataContext
 
+        # The context is the process's own; what this run sets is given back when it ends, for a caller's own Ray
+        # Data work
         context = DataContext.get_current()
-        context.enable_progress_bars = show
-        # Files come out in the order they went in, so documents complete in the scan's order and the driver buffers
-        # only those still in flight (without it, one slow block holds back every later document in memory).
-        context.execution_options.preserve_order = True
+        before = (context.enable_progress_bars, context.execution_options.preserve_order)
+        try:
+            context.enable_progress_bars = show
+            # Files come out in the order they went in, so documents complete in the scan's order and the driver
+            # buffers only those still in flight (without it, one slow block holds back every later document).
+            context.execution_options.preserve_order = True
+            yield from self._stream(ray, folder, changed, params)
+        finally:
+            context.enable_progress_bars, context.execution_options.preserve_order = before
+
+    def _stream(self, ray, folder: Path, changed: list, params: dict) -> Iterator[tuple]:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         nodes = max(1, sum(1 for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU")))

@@ -29,6 +29,7 @@ from .gates import Reading, run_gates
 from .key_terms import conflicts, uncovered_terms, uncovered_words
 from .lexicon import is_abstention
 from .reader_config import ReaderConfig, ReaderSettings
+from .span_reader import Span
 from .text import STOPWORDS, contains_answer, normalise, segments, word_f1
 from .types import SearchResult
 
@@ -173,6 +174,15 @@ class ReadResult:
     signals: dict[str, float] = field(default_factory=dict)  # for calibrating abstention (eval.calibrate)
     reason: str = ""
     code: str = ""
+    second: SecondOpinion | None = None  # the span model's own best span, when it was read
+
+
+@dataclass(frozen=True)
+class SecondOpinion:
+    """The span model's best span (``rag.span_reader``) and the retrieval result it came from."""
+
+    text: str
+    result: int
 
 
 class Reader(Protocol):
@@ -247,24 +257,77 @@ class ExtractiveReader:
         )
         if is_abstention(reading.answer):
             signals["gate:model_unknown"] = 1.0
-            return ReadResult(IDK, True, [], signals, "the passages do not answer the question", "model_unknown")
-        self._describe_answer(reading)
-        code, why = run_gates(reading, "after", self.observe)
-        if self.span_model is not None and (self.observe or not code):  # only the learned gate reads them
-            signals.update(span_signals(self.span_model, question, results, reading.answer))
-        if not code and self.settings.answerability and not self.observe:
-            probability = self.settings.answerability.probability(signals)
-            signals["answer_probability"] = probability
-            if probability < self.config.min_answer_probability:
-                code, why = "answerability", f"the learned check doubts {reading.answer!r} ({probability:.2f})"
+            code, why = "model_unknown", "the passages do not answer the question"
+        else:
+            self._describe_answer(reading)
+            code, why = run_gates(reading, "after", self.observe)
+        second = None
+        switches = self.settings.span_answers is not None
+        if self.span_model is not None and (self.observe or not code or switches):
+            second = self._second_opinion(reading)
+        if self.observe:  # calibration: the generator's span whenever it gave one, and the span model's beside it
+            if code:
+                return ReadResult(IDK, True, [], signals, why, code, second=second)
+            return ReadResult(reading.answer, False, self._citations(reading), signals, second=second)
+        code, why, use_second = self._judge(reading, code, why, second)
         if code:
-            return ReadResult(IDK, True, [], signals, why, code)
-        shown = reading.to_read[:seen]
-        cited = [unit.result for unit in shown if contains_answer(unit.text, reading.answer)]
-        cited = cited or [i for i, r in enumerate(results) if contains_answer(r.text, reading.answer)][:1]
+            return ReadResult(IDK, True, [], signals, why, code, second=second)
+        answer, cited = (second.text, [second.result]) if use_second else (reading.answer, self._citations(reading))
         if on_token:
-            on_token(reading.answer)
-        return ReadResult(reading.answer, False, list(dict.fromkeys(cited)), signals)
+            on_token(answer)
+        return ReadResult(answer, False, cited, signals, second=second)
+
+    def _judge(self, reading: Reading, code: str, why: str, second: SecondOpinion | None) -> tuple[str, str, bool]:
+        """The learned check: the probability that the generator's span is right (if no hard gate stopped it) and,
+        where the settings judge it, that the span model's own span is; the likelier one is the answer when that
+        probability reaches ``min_answer_probability``. Returns (code, why, answer with the span model's span?)."""
+        signals, settings = reading.signals, self.settings
+        options = []
+        if not code:
+            signals["answer_probability"] = (
+                settings.answerability.probability(signals) if settings.answerability else 1.0
+            )
+            options.append((signals["answer_probability"], False))
+        if second is not None and settings.span_answers is not None:
+            signals["second_probability"] = settings.span_answers.probability(signals)
+            options.append((signals["second_probability"], True))
+        if not options:
+            return code, why, False
+        probability, use_second = max(options, key=lambda option: option[0])  # a tie keeps the generator's span
+        if probability >= self.config.min_answer_probability:
+            return "", "", use_second
+        if code:  # a gate stopped the generator's span, and the span model's is too doubtful to stand in for it
+            return code, why, False
+        said = second.text if use_second else reading.answer
+        return "answerability", f"the learned check doubts {said!r} ({probability:.2f})", False
+
+    def _citations(self, reading: Reading) -> list[int]:
+        """The results the generator's span was read from: the sentences shown that hold it, else the first chunk."""
+        shown = reading.to_read[: reading.seen]
+        cited = [unit.result for unit in shown if contains_answer(unit.text, reading.answer)]
+        cited = cited or [i for i, r in enumerate(reading.results) if contains_answer(r.text, reading.answer)][:1]
+        return list(dict.fromkeys(cited))
+
+    def _second_opinion(self, reading: Reading) -> SecondOpinion | None:
+        """The span model's best span over every retrieved chunk, with the signals that say how far to trust it."""
+        question, results = reading.question, reading.results
+        said = "" if is_abstention(reading.answer) else reading.answer
+        found = span_signals(self.span_model, question, results, said)
+        reading.signals.update(found.signals)
+        if found.span is None:
+            return None
+        span, signals = found.span, reading.signals
+        source = results[span.passage]
+        unit = next((u for u in split_units(source, span.passage) if contains_answer(u.text, span.text)), None)
+        asked, spoken = content_words(question), content_words(span.text)
+        where = f"{unit.context} {unit.text}" if unit else source.text
+        signals["span_rank"] = float(span.passage)
+        signals["span_chunk_score"] = source.score
+        signals["span_typed"] = -1.0 if reading.wanted is None else float(has_type(span.text, reading.wanted))
+        signals["span_echo"] = float(bool(spoken) and spoken <= asked)
+        signals["span_words"] = float(len(span.text.split()))
+        signals["span_coverage"] = len(asked & content_words(where)) / max(1, len(asked))
+        return SecondOpinion(span.text, span.passage)
 
     def _describe_answer(self, reading: Reading) -> None:
         """The signals about the span read: its sentence, whether it repeats the question, how much of the
@@ -311,15 +374,23 @@ class ExtractiveReader:
         return found, 1
 
 
-def span_signals(span_model, question: str, results: list[SearchResult], answer: str) -> dict[str, float]:
-    """The span model's best span over every retrieved chunk: how far it beats "no answer" (``span_margin``) and how
-    much it agrees with the generator's span (``span_agrees``, word F1: two different readers that pick the same
-    words are right more often than either alone)."""
+@dataclass(frozen=True)
+class SpanFound:
+    span: Span | None
+    signals: dict[str, float]
+
+
+def span_signals(span_model, question: str, results: list[SearchResult], answer: str) -> SpanFound:
+    """The span model's best span over every retrieved chunk: how far it beats "no answer" (``span_margin``), how
+    far it beats the best span of any other chunk (``span_lead``) and how much it agrees with the generator's span
+    (``span_agrees``, word F1: two different readers that pick the same words are right more often than either
+    alone)."""
     spans = [span for span in span_model.best_spans(question, [r.text for r in results]) if span is not None]
     if not spans:
-        return {"span_margin": LOGPROB_FLOOR, "span_agrees": 0.0}
-    best = max(spans, key=lambda span: span.margin)
-    return {"span_margin": best.margin, "span_agrees": word_f1(answer, best.text)}
+        return SpanFound(None, {"span_margin": LOGPROB_FLOOR, "span_agrees": 0.0})
+    best, *others = sorted(spans, key=lambda span: span.margin, reverse=True)
+    lead = best.margin - others[0].margin if others else -LOGPROB_FLOOR
+    return SpanFound(best, {"span_margin": best.margin, "span_agrees": word_f1(answer, best.text), "span_lead": lead})
 
 
 def surroundings(unit: Unit, result: SearchResult) -> str:

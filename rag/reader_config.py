@@ -82,7 +82,8 @@ class ReaderConfig:
 
 @dataclass
 class ReaderSettings:
-    """A pair's config with its answerability model (None: no learned gate) and provenance."""
+    """A pair's config with its answerability models and provenance: ``answerability`` judges the generator's span
+    (None: no learned gate), ``span_answers`` the span model's own span (None: the reader never answers with it)."""
 
     config: ReaderConfig = field(default_factory=ReaderConfig)
     answerability: AnswerabilityModel | None = None
@@ -90,11 +91,14 @@ class ReaderSettings:
     generator: str = ""
     provenance: dict = field(default_factory=dict)
     path: Path | None = None
+    span_answers: AnswerabilityModel | None = None
 
     @property
     def reads_span_model(self) -> bool:
-        """The learned gate weighs the span model's signals (rag.span_reader), so the reader must compute them."""
-        return self.answerability is not None and self.answerability.weighs_span_model
+        """The reader must run the span model (rag.span_reader): its span may be the answer, or the learned gate
+        weighs its signals."""
+        weighs = self.answerability is not None and self.answerability.weighs_span_model
+        return weighs or self.span_answers is not None
 
     def to_dict(self) -> dict:
         return {
@@ -103,6 +107,7 @@ class ReaderSettings:
             "generator": self.generator,
             "config": self.config.to_dict(),
             "answerability": self.answerability.to_dict() if self.answerability else None,
+            "span_answers": self.span_answers.to_dict() if self.span_answers else None,
             "provenance": self.provenance,
         }
 
@@ -117,7 +122,7 @@ class ReaderSettings:
     @classmethod
     def from_file(cls, path: Path) -> ReaderSettings:
         data = json.loads(path.read_text(encoding="utf-8"))
-        model = data.get("answerability")
+        model, span_answers = data.get("answerability"), data.get("span_answers")
         return cls(
             ReaderConfig.from_dict(data.get("config", {})),
             AnswerabilityModel.from_dict(model) if model else None,
@@ -125,6 +130,7 @@ class ReaderSettings:
             data.get("generator", ""),
             data.get("provenance", {}),
             path,
+            AnswerabilityModel.from_dict(span_answers) if span_answers else None,
         )
 
 

@@ -145,15 +145,22 @@ class RecordsThreads:
         return embedder
 
 
-def test_on_a_cpu_node_one_embedder_actor_embeds_on_all_its_cores(local_ray, folder, tmp_path):
+def test_on_a_cpu_node_one_embedder_actor_embeds_on_all_its_cores_and_the_callers_ray_context_is_restored(
+    local_ray, folder, tmp_path
+):
     from ingest.ray_engine import RayEngine
 
     record = tmp_path / "actors"
     record.mkdir()
     engine = RayEngine(RecordsThreads(record))
+    from ray.data import DataContext
+
+    options = DataContext.get_current().execution_options
+    options.preserve_order = False  # the caller's own setting
     index_folder(folder, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=engine)
     # Ray would give a one-CPU actor one thread; the pool's single actor takes the node's two cores instead.
     assert [f.read_text() for f in record.iterdir()] == ["2"]
+    assert DataContext.get_current().execution_options.preserve_order is False  # the run gave it back
 
 
 def test_an_engine_that_fails_leaves_the_previous_generation_live(folder, tmp_path):

@@ -7,7 +7,7 @@ from eval.fit_reader import decide, fit_logistic, train_model, wilson, without_s
 from eval.metrics import is_abstention as scorer_abstains
 from eval.reader_data import split_articles
 from rag.answer_types import has_type
-from rag.answerability import AnswerabilityModel, feature_names
+from rag.answerability import SECOND_SIGNALS, AnswerabilityModel, feature_names
 from rag.lexicon import is_abstention
 from rag.reader_config import ReaderConfig, ReaderSettings, load_settings, settings_filename
 
@@ -15,7 +15,12 @@ from rag.reader_config import ReaderConfig, ReaderSettings, load_settings, setti
 def test_settings_round_trip_and_are_found_for_their_pair_only(tmp_path, monkeypatch, capsys):
     model = AnswerabilityModel(("echo",), [0.0] * 24, [1.0] * 24, [0.5] * 24, -0.25)
     assert len(feature_names(("echo",))) == 24
+    names = feature_names(("model_unknown",), SECOND_SIGNALS)
+    judge = AnswerabilityModel(
+        ("model_unknown",), [0.0] * len(names), [1.0] * len(names), [0.1] * len(names), 0.5, SECOND_SIGNALS
+    )
     settings = ReaderSettings(ReaderConfig(min_first_logprob=-2.5), model, "emb/one", "gen-two", {"seed": 3})
+    settings.span_answers = judge
     path = settings.save(tmp_path)
     assert path.name == settings_filename("emb/one", "gen-two")
     monkeypatch.setenv("RAG_READER_DIR", str(tmp_path))
@@ -23,6 +28,9 @@ def test_settings_round_trip_and_are_found_for_their_pair_only(tmp_path, monkeyp
     loaded = load_settings("emb/one", "gen-two")
     assert loaded.config.min_first_logprob == -2.5 and loaded.provenance == {"seed": 3}
     assert loaded.answerability.probability({}) == pytest.approx(model.probability({}))
+    signals = {"span_margin": 2.0, "span_lead": 1.0, "gate:model_unknown": 1.0}
+    assert loaded.span_answers.names == SECOND_SIGNALS
+    assert loaded.span_answers.probability(signals) == pytest.approx(judge.probability(signals))
     other = load_settings("emb/one", "another-generator")  # no calibration for this pair: defaults, with a warning
     assert other.config == ReaderConfig() and other.answerability is None
     assert "no reader calibration" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from rag.answerability import SECOND_SIGNALS, AnswerabilityModel, feature_names
 from rag.reader import span_signals
 from rag.span_reader import ARTIFACT_DIR, WEIGHTS, Span, _best_in_window
 from rag.types import SearchResult
@@ -45,15 +46,17 @@ def test_the_best_pair_ending_before_its_start_is_never_chosen_and_a_window_with
     assert _best_in_window("", 0, [0.0, 0.0], [0.0, 0.0], [None, None], [(0, 0), (0, 0)]) is None
 
 
-def test_the_reader_records_the_widest_margin_and_how_far_the_two_readers_agree():
+def test_the_reader_records_the_widest_margin_its_lead_and_how_far_the_two_readers_agree():
     model = FakeSpanModel([Span("USD 240", 0, 6.0, 1.0), Span("Tomas Rivera", 1, 9.0, 7.5)])
-    signals = span_signals(model, "What does the sleeper cost?", [_result("x"), _result("y")], "USD 240 per cabin")
-    assert signals["span_margin"] == 5.0  # 6 - 1 beats 9 - 7.5
-    assert signals["span_agrees"] == pytest.approx(2 * (2 / 4) * 1 / (2 / 4 + 1))
+    found = span_signals(model, "What does the sleeper cost?", [_result("x"), _result("y")], "USD 240 per cabin")
+    assert found.span.text == "USD 240"
+    assert found.signals["span_margin"] == 5.0  # 6 - 1 beats 9 - 7.5
+    assert found.signals["span_lead"] == 3.5  # over the other chunk's 1.5
+    assert found.signals["span_agrees"] == pytest.approx(2 * (2 / 4) * 1 / (2 / 4 + 1))
     disagreeing = span_signals(model, "What does the sleeper cost?", [_result("x"), _result("y")], "Chicago")
-    assert disagreeing["span_agrees"] == 0.0
+    assert disagreeing.signals["span_agrees"] == 0.0
     nothing = span_signals(FakeSpanModel([None]), "Who?", [_result("x")], "Ana")
-    assert nothing == {"span_margin": -20.0, "span_agrees": 0.0}
+    assert nothing.span is None and nothing.signals == {"span_margin": -20.0, "span_agrees": 0.0}
 
 
 def test_the_shipped_artifact_says_how_it_was_built():
@@ -86,3 +89,72 @@ def test_the_shipped_span_model_reads_a_text_it_never_saw(tmp_path):
     save_trained_weights(model.model, tmp_path, {"command": "test"})
     (again,) = load_span_model(tmp_path).best_spans("Who directs the Kelso Observatory?", [text])
     assert again.text == found.text and again.score == pytest.approx(found.score, abs=0.05)
+
+
+def _span_judge(bias: float):
+    """A model of "the span model's span is right" that believes a wide margin, offset by ``bias``."""
+    names = feature_names(("model_unknown",), SECOND_SIGNALS)
+    weights = [1.0 if name == "span_margin" else 0.0 for name in names]
+    return AnswerabilityModel(("model_unknown",), [0.0] * len(names), [1.0] * len(names), weights, bias, SECOND_SIGNALS)
+
+
+def test_where_the_generator_says_unknown_a_likelier_span_of_the_span_model_answers_and_cites_its_chunk():
+    from rag.reader import ExtractiveReader
+    from rag.reader_config import ReaderConfig, ReaderSettings
+    from tests.fakes import HashEmbedder, RecordingExtractor
+
+    results = [
+        SearchResult(
+            rank=1, score=0.6, source="cafe.md", chunk_id=7, text="The station cafe opens at 9.", start=0, end=28
+        ),
+        SearchResult(
+            rank=2,
+            score=0.5,
+            source="fares.md",
+            chunk_id=8,
+            text="The Vienna sleeper costs EUR 89 a cabin.",
+            start=0,
+            end=40,
+        ),
+    ]
+    span_model = FakeSpanModel([None, Span("EUR 89", 1, 6.0, 1.0)])
+    config = ReaderConfig(min_sentence_score=-10.0, min_answer_probability=0.5)
+
+    def read(bias: float):
+        settings = ReaderSettings(config, span_answers=_span_judge(bias))
+        reader = ExtractiveReader(RecordingExtractor("unknown"), HashEmbedder().embed, settings, span_model=span_model)
+        return reader.read("What does the Vienna sleeper cost?", results)
+
+    trusted = read(0.0)  # margin 5: p = 0.99
+    assert (trusted.answer, trusted.abstained, trusted.cited) == ("EUR 89", False, [1])
+    assert trusted.signals["second_probability"] > 0.99 and trusted.second.text == "EUR 89"
+    doubted = read(-10.0)  # p = 0.007: the generator's "unknown" stands
+    assert doubted.abstained and doubted.code == "model_unknown"
+    assert ReaderSettings(span_answers=_span_judge(0.0)).reads_span_model
+
+
+def test_the_replayed_choice_takes_the_likelier_span_and_scores_the_one_it_took():
+    from eval.fit_reader import measure, pick
+
+    hard = ("off_topic", "model_unknown", "missing_term")
+    right_second = {
+        "answerable": True,
+        "answer": "x",
+        "code": "",
+        "correct": False,
+        "second": "y",
+        "second_correct": True,
+        "signals": {},
+    }
+    assert pick(right_second, hard, 0.3, 0.8, 0.5) == "second"
+    assert pick(right_second, hard, 0.6, 0.6, 0.5) == "first"  # a tie keeps the generator's span
+    assert pick(right_second, hard, 0.3, 0.4, 0.5) == ""
+    assert pick(right_second, hard, 0.3, None, 0.0) == "first"  # no judge of the span model: never its span
+    unknown = {**right_second, "answer": "I don't know.", "code": "model_unknown"}
+    assert pick(unknown, hard, None, 0.8, 0.5) == "second"  # the generator said unknown; the span model may answer
+    gated = {**right_second, "signals": {"gate:missing_term": 1.0}}
+    assert pick(gated, hard, 0.9, 0.9, 0.5) == ""  # a hard gate on the passages holds for either span
+    unanswerable = {**right_second, "answerable": False, "second_correct": False}
+    stats = measure([right_second, unanswerable], ["second", "first"])
+    assert stats["answerable_accuracy"]["value"] == 1.0 and stats["false_answer_rate"]["value"] == 1.0
+    assert measure([right_second], ["first"])["answerable_accuracy"]["value"] == 0.0
