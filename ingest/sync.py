@@ -162,12 +162,17 @@ def index_folder(
         report.added = sum(1 for p in pending if p.replaces is None)
         report.updated = len(pending) - report.added
         report.deleted = len(deleted)
-        report.warnings = policy.warnings(sorted(kept)) if not policy.is_open else []
-        if dropped_policy:
-            report.warnings.append(
-                f"--no-acl: the policy {dropped_policy} no longer applies; all {len(kept)} documents are now readable "
-                "by everyone, anonymous included"
-            )
+
+        def policy_warnings() -> list[str]:  # about the documents the index will hold
+            found = policy.warnings(sorted(kept)) if not policy.is_open else []
+            if dropped_policy:
+                found.append(
+                    f"--no-acl: the policy {dropped_policy} no longer applies; all {len(kept)} documents are now "
+                    "readable by everyone, anonymous included"
+                )
+            return found
+
+        report.warnings = policy_warnings()
 
         meta = {
             "format_version": FORMAT_VERSION,
@@ -203,7 +208,11 @@ def index_folder(
                 # An engine's documents are written as they arrive: the driver never holds the whole run. strict: an
                 # engine that hands back fewer documents than it was given fails the run instead of dropping some.
                 streamed = engine.parse(folder, changed, params, show) if changed else ()
-                wrote = _apply_streamed(writer, zip(changed, streamed, strict=True), principals, report)
+                wrote, emptied = _apply_streamed(writer, zip(changed, streamed, strict=True), principals, report)
+                if emptied:  # found empty on the engine's workers, after the scan counted them as documents
+                    kept -= emptied
+                    report.warnings = policy_warnings()
+                    meta["policy"]["coverage"] = policy.rule_coverage(sorted(kept))
                 for key, value in meta.items():
                     writer.catalog.set_meta(key, value)
                 writer.catalog.set_meta("vector_kind", writer.vectors.kind)
@@ -282,13 +291,14 @@ def _apply(writer, pending, deleted, stat_only, changed_permissions, principals,
     report.chunks_embedded = len(texts)
 
 
-def _apply_streamed(writer, parsed, principals, report) -> bool:
+def _apply_streamed(writer, parsed, principals, report) -> tuple[bool, set[str]]:
     """Write an engine's documents as they arrive: ``parsed`` yields (item, (chunks, vectors, reason)) in the scan's
     order, chunks None for a file that failed to load (it keeps its last good version) and [] for one that holds no
-    text (its old version goes). Returns whether the index changed."""
+    text (its old version goes). Returns whether the index changed, and the files that hold no text."""
     catalog = writer.catalog
     replaced: set[int] = set()  # old versions' vector ids, removed together: a removal rewrites a flat index
     wrote = False
+    emptied: set[str] = set()
     for item, (chunks, vectors, reason) in parsed:
         if chunks is None:  # failed to load: keep the last good version; the next run retries it
             report.skipped.append(Skipped(item.source, reason))
@@ -297,6 +307,7 @@ def _apply_streamed(writer, parsed, principals, report) -> bool:
             continue
         if not chunks:  # read, and holds no text: the old version leaves the index with its text
             report.skipped.append(Skipped(item.source, reason or "no text to index"))
+            emptied.add(item.source)
             if item.replaces is not None:
                 replaced.update(catalog.delete_document(item.replaces))
                 report.deleted += 1
@@ -315,7 +326,7 @@ def _apply_streamed(writer, parsed, principals, report) -> bool:
         report.chunks_embedded += len(chunks)
         wrote = True
     _remove_vectors(writer, replaced)
-    return wrote
+    return wrote, emptied
 
 
 def _remove_vectors(writer, ids: set[int]) -> None:

@@ -314,7 +314,7 @@ class ExtractiveReader:
         said = "" if is_abstention(reading.answer) else reading.answer
         found = span_signals(self.span_model, question, results, said)
         reading.signals.update(found.signals)
-        if found.span is None:
+        if found.span is None or is_abstention(found.span.text):  # nothing to answer with ("" or "none")
             return None
         span, signals = found.span, reading.signals
         source = results[span.passage]
@@ -389,7 +389,7 @@ def span_signals(span_model, question: str, results: list[SearchResult], answer:
     if not spans:
         return SpanFound(None, {"span_margin": LOGPROB_FLOOR, "span_agrees": 0.0})
     best, *others = sorted(spans, key=lambda span: span.margin, reverse=True)
-    lead = best.margin - others[0].margin if others else -LOGPROB_FLOOR
+    lead = best.margin - others[0].margin if others else -LOGPROB_FLOOR  # one chunk read: nothing to beat
     return SpanFound(best, {"span_margin": best.margin, "span_agrees": word_f1(answer, best.text), "span_lead": lead})
 
 

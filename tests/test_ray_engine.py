@@ -73,6 +73,7 @@ def test_ray_engine_builds_the_same_index_as_a_local_run(local_ray, folder, tmp_
     assert remote.chunks > 20 and (remote.added, remote.chunks) == (local.added, local.chunks)
     assert sorted((s.path, s.reason) for s in remote.skipped) == sorted((s.path, s.reason) for s in local.skipped)
     assert_same_index(tmp_path / "local", tmp_path / "ray")
+    assert_same_policy_view(tmp_path / "local", tmp_path / "ray", local, remote)
 
     # Incremental: one file changed, one deleted, one emptied (its old text must go), one added; only the changed
     # ones go through the pipeline.
@@ -86,6 +87,21 @@ def test_ray_engine_builds_the_same_index_as_a_local_run(local_ray, folder, tmp_
     assert sorted((s.path, s.reason) for s in remote.skipped) == sorted((s.path, s.reason) for s in local.skipped)
     assert remote.chunks_embedded == local.chunks_embedded
     assert_same_index(tmp_path / "local", tmp_path / "ray")
+    assert_same_policy_view(tmp_path / "local", tmp_path / "ray", local, remote)
+
+
+def assert_same_policy_view(a: Path, b: Path, report_a, report_b) -> None:
+    """The rule coverage that `rag status` shows and the run's policy warnings count the documents indexed, not the
+    files found empty on the engine's workers."""
+    coverage = []
+    for index_dir in (a, b):
+        live = open_index(index_dir)
+        try:
+            coverage.append(live.catalog.get_meta("policy")["coverage"])
+        finally:
+            live.close()
+    assert coverage[0] == coverage[1]
+    assert report_a.warnings == report_b.warnings
 
 
 class DiesOnce:

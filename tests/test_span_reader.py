@@ -131,6 +131,8 @@ def test_where_the_generator_says_unknown_a_likelier_span_of_the_span_model_answ
     doubted = read(-10.0)  # p = 0.007: the generator's "unknown" stands
     assert doubted.abstained and doubted.code == "model_unknown"
     assert ReaderSettings(span_answers=_span_judge(0.0)).reads_span_model
+    span_model.spans = [None, Span("none", 1, 6.0, 1.0)]  # a span that says nothing is never an answer
+    assert read(0.0).abstained
 
 
 def test_the_replayed_choice_takes_the_likelier_span_and_scores_the_one_it_took():
