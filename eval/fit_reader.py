@@ -1,11 +1,12 @@
-"""``python -m eval.calibrate fit``: learn the answerability model from recorded reader signals and choose, on
-held-out pool articles, which gates stay hard and the probability under which the reader abstains.
+"""``python -m eval.calibrate fit``: learn the answerability models from recorded reader signals and choose, on
+held-out pool articles, which gates stay hard, whether the span model's own span may answer, and the probability
+under which the reader abstains.
 
-Every row is one question read by the observing reader (eval.reader_data): its gates, its signals, and whether its
-span was right. Because every gate is recorded, any choice of hard gates and threshold can be replayed offline
-(``decide``) exactly as the reader would decide online. The threshold is chosen on out-of-fold predictions over
-the training rows (leave one corpus group out, the demo corpus being one group), never on the held-out articles;
-the held-out articles then compare the levers.
+Every row is one question read by the observing reader (eval.reader_data): its gates, its signals, its span and the
+span model's, and whether each was right. Because every gate is recorded, any choice of hard gates and threshold can
+be replayed offline (``pick``) exactly as the reader decides online (``ExtractiveReader._judge``). The threshold is
+chosen on out-of-fold predictions over the training rows (leave one corpus group out, the demo corpus being one
+group), never on the held-out articles; the held-out articles then compare the levers.
 """
 
 from __future__ import annotations
