@@ -99,9 +99,9 @@ def _span_judge(bias: float):
 
 
 def test_where_the_generator_says_unknown_a_likelier_span_of_the_span_model_answers_and_cites_its_chunk():
+    from fakes import HashEmbedder, RecordingExtractor
     from rag.reader import ExtractiveReader
     from rag.reader_config import ReaderConfig, ReaderSettings
-    from tests.fakes import HashEmbedder, RecordingExtractor
 
     results = [
         SearchResult(
