@@ -1,5 +1,6 @@
 """Calibrate the extractive reader for an (embedder, generator) pair: record its signals on real questions, learn
-which of them tell a right answer from a wrong one, and write the ``ReaderConfig`` with the answerability model.
+which of them tell a right answer from a wrong one (the generator's span and the span model's), and write the
+``ReaderConfig`` with the answerability models.
 
     python -m eval.calibrate collect [--shard 0/2]     # reader signals on the SQuAD pool and the demo's train/dev
     python -m eval.calibrate fit [--out rag/data/reader]  # learn, choose on held-out articles, write the settings
