@@ -26,6 +26,7 @@ composed differently).
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -89,14 +90,15 @@ class RayEngine:
         nodes = max(1, sum(1 for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU")))
         workers = min(self.workers or gpus or nodes, gpus or cpus)
         threads = None if gpus else max(1, cpus // workers)  # a node's cores, shared by its embedder actors
-        items = [{"source": item.source} for item in changed]
+        # Each file is read again on a worker: it must hold what the scan read, hashed and judged by the policy
+        items = [{"source": item.source, "hash": item.hash} for item in changed]
         dataset = (
             ray.data.from_items(
                 items, override_num_blocks=max(min(len(items), 4 * cpus), -(-len(items) // FILES_PER_BLOCK))
             )
             .flat_map(
                 _ParseAndChunk,
-                fn_constructor_args=(str(folder), self.token_counter, params["chunk_size"], params["overlap"]),
+                fn_constructor_args=(str(folder), self.token_counter, params),
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus),
                 num_cpus=PARSE_CPUS,
             )
@@ -172,23 +174,33 @@ def _ray():
     return ray
 
 
+CHANGED_SINCE_SCAN = "changed during indexing: not the content the scan read (the next run looks again)"
+
+
 class _ParseAndChunk:
     """A parsing actor: loads the embedder's tokenizer once (chunks are measured in its tokens)."""
 
-    def __init__(self, folder: str, token_counter: Callable[[], Callable[[str], int]], size: int, overlap: int) -> None:
+    def __init__(self, folder: str, token_counter: Callable[[], Callable[[str], int]], params: dict) -> None:
         from .chunking import Chunker
 
         self.folder = Path(folder)
-        self.chunker = Chunker(token_counter(), size, overlap)
+        self.chunker = Chunker(token_counter(), params["chunk_size"], params["overlap"])
+        self.max_bytes = params["max_file_bytes"]
 
     def __call__(self, row: dict) -> list[dict]:
+        from .discovery import read_inside
         from .errors import LoadError, NoTextError
-        from .loaders import load_file
+        from .loaders import load_bytes
         from .sync import embedding_text
 
         source = row["source"]
         try:
-            chunks = self.chunker.split(load_file(self.folder, source))
+            data = read_inside(self.folder, source, max_bytes=self.max_bytes)
+            # Changed since the scan (or swapped for a link to another file, whose readers the policy never
+            # checked for this path): the catalog would record one content's hash beside another's text
+            if hashlib.sha256(data).hexdigest() != row["hash"]:
+                raise LoadError(CHANGED_SINCE_SCAN)
+            chunks = self.chunker.split(load_bytes(source, data))
         except NoTextError as err:
             return [_row(source, -1, None, "", "", empty=str(err))]
         except LoadError as err:

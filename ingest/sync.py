@@ -207,7 +207,8 @@ def index_folder(
                 _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report)
                 # An engine's documents are written as they arrive: the driver never holds the whole run. strict: an
                 # engine that hands back fewer documents than it was given fails the run instead of dropping some.
-                streamed = engine.parse(folder, changed, params, show) if changed else ()
+                limits = {**params, "max_file_bytes": max_file_bytes}
+                streamed = engine.parse(folder, changed, limits, show) if changed else ()
                 wrote, emptied = _apply_streamed(writer, zip(changed, streamed, strict=True), principals, report)
                 if emptied:  # found empty on the engine's workers, after the scan counted them as documents
                     kept -= emptied

@@ -285,3 +285,24 @@ def test_documents_are_handed_over_in_scan_order_as_soon_as_they_and_those_befor
     assert out[1][2] == "not a PDF" and out[0][1].tolist() == [[0.0] * 3, [1.0] * 3]
     with pytest.raises(RuntimeError, match=r"d\.md \(1 chunks arrived\)"):
         documents.check_complete()
+
+
+def test_a_worker_indexes_a_file_only_if_it_holds_what_the_scan_read(folder):
+    import hashlib
+
+    from ingest.discovery import too_large
+    from ingest.ray_engine import CHANGED_SINCE_SCAN, _ParseAndChunk
+
+    parse = _ParseAndChunk(str(folder), lambda: HashEmbedder().token_len, {**SMALL, "max_file_bytes": 10_000})
+    scanned = hashlib.sha256((folder / "animals.txt").read_bytes()).hexdigest()
+    rows = parse({"source": "animals.txt", "hash": scanned})
+    assert rows[0]["error"] == "" and "quokka" in rows[0]["text"]
+    # Changed after the scan, or swapped for a hard link to a file that other readers may see: not indexed now (the
+    # driver keeps the last good version) and never under the scanned content's hash
+    write(folder, "animals.txt", "Carol's salary review: confidential.")
+    (changed,) = parse({"source": "animals.txt", "hash": scanned})
+    assert changed["error"] == CHANGED_SINCE_SCAN and changed["text"] == ""
+    (too_big,) = _ParseAndChunk(str(folder), lambda: HashEmbedder().token_len, {**SMALL, "max_file_bytes": 8})(
+        {"source": "animals.txt", "hash": scanned}
+    )
+    assert too_big["error"] == too_large((folder / "animals.txt").stat().st_size, 8)
