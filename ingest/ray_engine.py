@@ -196,8 +196,9 @@ class _ParseAndChunk:
         source = row["source"]
         try:
             data = read_inside(self.folder, source, max_bytes=self.max_bytes)
-            # Changed since the scan (or swapped for a link to another file, whose readers the policy never
-            # checked for this path): the catalog would record one content's hash beside another's text
+            # Changed since the scan, or swapped for a hard link to another file (whose readers the policy never
+            # weighed for this path; symlinks are never followed): indexing it would publish that content under
+            # this path's readers, beside the scanned content's hash
             if hashlib.sha256(data).hexdigest() != row["hash"]:
                 raise LoadError(CHANGED_SINCE_SCAN)
             chunks = self.chunker.split(load_bytes(source, data))
