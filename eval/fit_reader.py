@@ -36,7 +36,6 @@ SUBJECT_GATES = ("missing_term", "off_subject", "no_typed_span")
 BEFORE_GATES = tuple(gate.code for gate in GATES if gate.stage == "before")
 # The span model's span is judged knowing whether the generator said "unknown" to the same passages
 SECOND_GATES = ("model_unknown",)
-SWITCH = "learned + all hand gates hard + the span model's span where likelier right"
 # lever: (hard gates, learned gate?, does the learned gate see the span model's signals?, may the span model's own
 # span be the answer?)
 LEVERS = {
@@ -46,7 +45,12 @@ LEVERS = {
     "learned + subject gates hard": (ALWAYS_HARD[:1] + SUBJECT_GATES + ALWAYS_HARD[1:], True, True, False),
     "learned + all hand gates hard": (ReaderConfig().hard_gates, True, True, False),
     "learned + all hand gates hard, without the span model": (ReaderConfig().hard_gates, True, False, False),
-    SWITCH: (ReaderConfig().hard_gates, True, True, True),
+    "learned + all hand gates hard + the span model's span where likelier right": (
+        ReaderConfig().hard_gates,
+        True,
+        True,
+        True,
+    ),
     "learned + subject gates hard + the span model's span where likelier right": (
         ALWAYS_HARD[:1] + SUBJECT_GATES + ALWAYS_HARD[1:],
         True,
