@@ -162,18 +162,6 @@ def index_folder(
         report.added = sum(1 for p in pending if p.replaces is None)
         report.updated = len(pending) - report.added
         report.deleted = len(deleted)
-
-        def policy_warnings() -> list[str]:  # about the documents the index will hold
-            found = policy.warnings(sorted(kept)) if not policy.is_open else []
-            if dropped_policy:
-                found.append(
-                    f"--no-acl: the policy {dropped_policy} no longer applies; all {len(kept)} documents are now "
-                    "readable by everyone, anonymous included"
-                )
-            return found
-
-        report.warnings = policy_warnings()
-
         meta = {
             "format_version": FORMAT_VERSION,
             "embedder": embedder.name,
@@ -186,10 +174,21 @@ def index_folder(
                 "source": policy.source,
                 "fingerprint": policy.fingerprint(),
                 "default": policy.default,
-                "coverage": policy.rule_coverage(sorted(kept)),
             },
             "groups": policy.groups,
         }
+
+        def count_documents_for_policy() -> None:  # warnings and rule coverage count the documents the index holds
+            documents = sorted(kept)
+            report.warnings = policy.warnings(documents) if not policy.is_open else []
+            if dropped_policy:
+                report.warnings.append(
+                    f"--no-acl: the policy {dropped_policy} no longer applies; all {len(kept)} documents are now "
+                    "readable by everyone, anonymous included"
+                )
+            meta["policy"]["coverage"] = policy.rule_coverage(documents)
+
+        count_documents_for_policy()
 
         def live_is_current() -> bool:  # nothing here would change what the live generation holds
             nothing_to_do = not (pending or deleted or stat_only or changed_permissions or purge or rebuild)
@@ -212,8 +211,7 @@ def index_folder(
                 wrote, emptied = _apply_streamed(writer, zip(changed, streamed, strict=True), principals, report)
                 if emptied:  # found empty on the engine's workers, after the scan counted them as documents
                     kept -= emptied
-                    report.warnings = policy_warnings()
-                    meta["policy"]["coverage"] = policy.rule_coverage(sorted(kept))
+                    count_documents_for_policy()
                 for key, value in meta.items():
                     writer.catalog.set_meta(key, value)
                 writer.catalog.set_meta("vector_kind", writer.vectors.kind)

@@ -112,5 +112,4 @@ class AnswerabilityModel:
                 "the reader's answerability model was trained on other features than this version computes; "
                 "rerun `python -m eval.calibrate collect` and `python -m eval.calibrate fit`"
             )
-        weights = list(data["weights"])
-        return cls(gates, list(data["mean"]), list(data["scale"]), weights, float(data["bias"]), names)
+        return cls(gates, list(data["mean"]), list(data["scale"]), list(data["weights"]), float(data["bias"]), names)

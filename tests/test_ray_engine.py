@@ -164,13 +164,13 @@ class RecordsThreads:
 def test_on_a_cpu_node_one_embedder_actor_embeds_on_all_its_cores_and_the_callers_ray_context_is_restored(
     local_ray, folder, tmp_path
 ):
+    from ray.data import DataContext
+
     from ingest.ray_engine import RayEngine
 
     record = tmp_path / "actors"
     record.mkdir()
     engine = RayEngine(RecordsThreads(record))
-    from ray.data import DataContext
-
     options = DataContext.get_current().execution_options
     options.preserve_order = False  # the caller's own setting
     index_folder(folder, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=engine)
