@@ -1,7 +1,8 @@
 """A reading adapter for the bundled Gemma, trained on real questions, written as a model folder that every command
-takes as ``--generator DIR``. Issue 14's first lever, measured and not adopted: docs/reader.md, "The reading adapter".
+takes as ``--generator DIR``. Issue 14's first lever, measured twice and not adopted: docs/reader.md, "The reading
+adapter".
 
-    python -m eval.reading_adapter          # 21 min on 2 cores: DIR = ~/.cache/docrag/models/gemma-3-270m-reading
+    python -m eval.reading_adapter          # DIR = ~/.cache/docrag/models/gemma-3-270m-reading; 21-40 min on 2 cores
     python -m eval.calibrate collect --generator DIR --shard 0/2 & ... --shard 1/2 & wait
     python -m eval.calibrate fit --generator DIR  # the reader's settings for (MiniLM, DIR), in ~/.cache/docrag/reader
     rag eval --qa ../shared/data/squad2/dev-2articles.json --systems rag,oracle --probes none --generator DIR
