@@ -26,7 +26,6 @@ composed differently).
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -174,9 +173,6 @@ def _ray():
     return ray
 
 
-CHANGED_SINCE_SCAN = "changed during indexing: not the content the scan read (the next run looks again)"
-
-
 class _ParseAndChunk:
     """A parsing actor: loads the embedder's tokenizer once (chunks are measured in its tokens)."""
 
@@ -188,26 +184,14 @@ class _ParseAndChunk:
         self.max_bytes = params["max_file_bytes"]
 
     def __call__(self, row: dict) -> list[dict]:
-        from .discovery import read_inside
-        from .errors import LoadError, NoTextError
-        from .loaders import load_bytes
-        from .sync import embedding_text
+        from .local_engine import embedding_text, read_and_chunk
 
         source = row["source"]
-        try:
-            data = read_inside(self.folder, source, max_bytes=self.max_bytes)
-            # Changed since the scan, or swapped for a hard link to another file (whose readers the policy never
-            # weighed for this path; symlinks are never followed): indexing it would publish that content under
-            # this path's readers, beside the scanned content's hash
-            if hashlib.sha256(data).hexdigest() != row["hash"]:
-                raise LoadError(CHANGED_SINCE_SCAN)
-            chunks = self.chunker.split(load_bytes(source, data))
-        except NoTextError as err:
-            return [_row(source, -1, None, "", "", empty=str(err))]
-        except LoadError as err:
-            return [_row(source, -1, None, "", str(err))]
+        chunks, reason = read_and_chunk(self.folder, source, row["hash"], self.max_bytes, self.chunker)
+        if chunks is None:
+            return [_row(source, -1, None, "", reason)]
         if not chunks:
-            return [_row(source, -1, None, "", "", empty="no text to index")]
+            return [_row(source, -1, None, "", "", empty=reason)]
         return [_row(source, i, c, embedding_text(source, c), "", len(chunks)) for i, c in enumerate(chunks)]
 
 

@@ -17,19 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import FORMAT_VERSION, document_title
-from .chunking import Chunker
+from .catalog import FORMAT_VERSION
 from .common import EmbedderMismatchError, UsageError
 from .discovery import DEFAULT_MAX_FILE_BYTES, Found, is_case_insensitive, read_inside, too_large, walk
 from .embedding import Embedder
-from .errors import LoadError, NoTextError, PolicyError
-from .loaders import load_bytes
+from .errors import LoadError, PolicyError
+from .local_engine import LocalEngine, with_progress
 from .policy import POLICY_FILENAME, Policy, find_policy
 from .store import GenerationWriter, current_generation, open_index, recorded_meta, writer_lock
-from .types import Chunk, Skipped
+from .types import Skipped
 from .vectors import check_kind
-
-EMBED_BATCH = 256  # chunks per progress step; sentence-transformers batches further inside
 
 
 @dataclass
@@ -59,7 +56,6 @@ class _Pending:
     hash: str
     mtime_ns: int
     size: int
-    chunks: list[Chunk]
     replaces: int | None  # the catalog id of the previous version, if any
 
 
@@ -82,8 +78,9 @@ def index_folder(
 
     ``no_acl`` indexes without any policy even where the index was built with one (which otherwise fails closed);
     ``purge`` writes a compacted generation even when nothing changed, so deleted text is gone from the files;
-    ``engine`` (e.g. ``ingest.ray_engine.RayEngine``) parses, chunks and embeds changed files elsewhere, while the
-    scan, the catalog and the generation switch stay here, in the one writer.
+    ``engine`` parses, chunks and embeds the changed files: ``ingest.local_engine.LocalEngine`` (the default) in
+    this process, ``ingest.ray_engine.RayEngine`` on a Ray cluster; the scan, the catalog and the generation switch
+    stay here, in the one writer.
     """
     started = time.perf_counter()
     folder = Path(folder).expanduser()
@@ -108,16 +105,14 @@ def index_folder(
         finally:
             if live:
                 live.close()
-        chunker = Chunker(embedder.token_len, params["chunk_size"], params["overlap"])
         found, skipped = walk(folder, excluded=[index_dir, folder / POLICY_FILENAME] + ([acl] if acl else []))
         found, aliased = _refuse_differing_hard_links(found, policy)
         report = IndexReport(skipped=skipped + aliased)
 
-        pending: list[_Pending] = []
-        changed: list[_Pending] = []  # new or changed content, parsed after the scan (by the engine, if any)
+        changed: list[_Pending] = []  # new or changed content, parsed after the scan by the engine
         stat_only: dict[int, tuple[int, int]] = {}
         kept: set[str] = set()
-        for item in _progress(found, show, "Reading"):
+        for item in with_progress(found, show, "Reading"):
             source, old = item.source, previous.get(item.source)
             if item.size > max_file_bytes:
                 report.skipped.append(Skipped(source, too_large(item.size, max_file_bytes)))
@@ -133,25 +128,11 @@ def index_folder(
                     report.unchanged += 1
                     stat_only[old.id] = (item.mtime_ns, item.size)
                     continue
-                pending_item = _Pending(source, digest, item.mtime_ns, item.size, [], old.id if old else None)
-                if engine is not None:  # parsed after the scan, on the engine's workers
-                    changed.append(pending_item)
-                    continue
-                pending_item.chunks = chunker.split(load_bytes(source, data))
-            except NoTextError as err:  # read, and empty now: the old version leaves the index with its text
-                report.skipped.append(Skipped(source, str(err)))
-                kept.discard(source)
-                continue
-            except LoadError as err:  # unreadable, changed under us, unparsable: keep the last good version
+                changed.append(_Pending(source, digest, item.mtime_ns, item.size, old.id if old else None))
+            except LoadError as err:  # unreadable, changed under us: keep the last good version
                 report.skipped.append(Skipped(source, str(err)))
                 if old:
                     report.unchanged += 1
-                continue
-            if not pending_item.chunks:
-                report.skipped.append(Skipped(source, "no text to index"))
-                kept.discard(source)
-                continue
-            pending.append(pending_item)
 
         deleted = [record for source, record in previous.items() if source not in kept]
         principals = {source: policy.principals_for(source) for source in kept}
@@ -159,8 +140,6 @@ def index_folder(
             (previous[s].id, principals[s]) for s in kept if s in previous and previous[s].principals != principals[s]
         ]
         report.permissions_changed = len(changed_permissions)
-        report.added = sum(1 for p in pending if p.replaces is None)
-        report.updated = len(pending) - report.added
         report.deleted = len(deleted)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -191,7 +170,7 @@ def index_folder(
         count_documents_for_policy()
 
         def live_is_current() -> bool:  # nothing here would change what the live generation holds
-            nothing_to_do = not (pending or deleted or stat_only or changed_permissions or purge or rebuild)
+            nothing_to_do = not (deleted or stat_only or changed_permissions or purge or rebuild)
             return nothing_to_do and live is not None and _meta_unchanged(index_dir, meta)
 
         if not changed and live_is_current():
@@ -203,13 +182,13 @@ def index_folder(
         )
         try:
             with writer.catalog.transaction():
-                _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report)
-                # An engine's documents are written as they arrive: the driver never holds the whole run. strict: an
-                # engine that hands back fewer documents than it was given fails the run instead of dropping some.
+                _apply_unparsed(writer.catalog, writer.vectors, deleted, stat_only, changed_permissions)
+                # Documents are written as they arrive: the driver never holds the whole run. strict: an engine that
+                # hands back fewer documents than it was given fails the run instead of dropping some.
                 limits = {**params, "max_file_bytes": max_file_bytes}
-                streamed = engine.parse(folder, changed, limits, show) if changed else ()
+                streamed = (engine or LocalEngine(embedder)).parse(folder, changed, limits, show) if changed else ()
                 wrote, emptied = _apply_streamed(writer, zip(changed, streamed, strict=True), principals, report)
-                if emptied:  # found empty on the engine's workers, after the scan counted them as documents
+                if emptied:  # found empty by the engine, after the scan counted them as documents
                     kept -= emptied
                     count_documents_for_policy()
                 for key, value in meta.items():
@@ -262,14 +241,12 @@ def _refuse_differing_hard_links(found: list[Found], policy: Policy) -> tuple[li
     return [f for f in found if f.source not in refused], skipped
 
 
-def _apply(writer, pending, deleted, stat_only, changed_permissions, principals, embedder, show, report) -> None:
-    catalog, vectors = writer.catalog, writer.vectors
+def _apply_unparsed(catalog, vectors, deleted, stat_only, changed_permissions) -> None:
+    """What the scan alone decides: deleted files leave, touched but identical files get their new stat, and a
+    policy change rewrites principals."""
     removed: list[int] = []
     for record in deleted:
         removed += catalog.delete_document(record.id)
-    for item in pending:
-        if item.replaces is not None:
-            removed += catalog.delete_document(item.replaces)
     if removed:
         vectors.remove(np.asarray(removed, dtype=np.int64))
     for doc_id, (mtime_ns, size) in stat_only.items():
@@ -277,21 +254,9 @@ def _apply(writer, pending, deleted, stat_only, changed_permissions, principals,
     for doc_id, new_principals in changed_permissions:
         catalog.set_principals(doc_id, new_principals)
 
-    ids: list[int] = []
-    texts: list[str] = []
-    for item in pending:
-        doc_id = catalog.add_document(item.source, item.hash, item.mtime_ns, item.size, principals[item.source])
-        ids += catalog.add_chunks(doc_id, item.chunks)
-        texts += [embedding_text(item.source, chunk) for chunk in item.chunks]
-    batches = range(0, len(texts), EMBED_BATCH)
-    for start in _progress(batches, show and len(texts) > EMBED_BATCH, "Embedding", unit_scale=EMBED_BATCH):
-        batch_ids = np.asarray(ids[start : start + EMBED_BATCH], dtype=np.int64)
-        vectors.add(batch_ids, embedder.embed(texts[start : start + EMBED_BATCH]))
-    report.chunks_embedded = len(texts)
-
 
 def _apply_streamed(writer, parsed, principals, report) -> tuple[bool, set[str]]:
-    """Write an engine's documents as they arrive: ``parsed`` yields (item, (chunks, vectors, reason)) in the scan's
+    """Write the engine's documents as they arrive: ``parsed`` yields (item, (chunks, vectors, reason)) in the scan's
     order, chunks None for a file that failed to load (it keeps its last good version) and [] for one that holds no
     text (its old version goes). Returns whether the index changed, and the files that hold no text."""
     catalog = writer.catalog
@@ -332,13 +297,6 @@ def _remove_vectors(writer, ids: set[int]) -> None:
     if ids:
         writer.vectors.remove(np.asarray(sorted(ids), dtype=np.int64))
         ids.clear()
-
-
-def embedding_text(source: str, chunk: Chunk) -> str:
-    """What gets embedded: the document's name and heading path give a chunk its context."""
-    title = document_title(source)
-    context = f"{title} > {chunk.heading}" if chunk.heading else title
-    return f"{context}\n{chunk.text}"
 
 
 def _check_compatible(live, embedder: Embedder, chunk_size, overlap) -> dict:
@@ -383,11 +341,3 @@ def _finish(report: IndexReport, index_dir: Path, started: float) -> None:
     finally:
         live.close()
     report.seconds = round(time.perf_counter() - started, 3)
-
-
-def _progress(items, show: bool, label: str, unit_scale: int = 1):
-    if not show:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=label, unit="batch" if unit_scale > 1 else "file", file=sys.stderr, leave=False)

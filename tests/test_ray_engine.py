@@ -291,7 +291,8 @@ def test_a_worker_indexes_a_file_only_if_it_holds_what_the_scan_read(folder):
     import hashlib
 
     from ingest.discovery import too_large
-    from ingest.ray_engine import CHANGED_SINCE_SCAN, _ParseAndChunk
+    from ingest.local_engine import CHANGED_SINCE_SCAN
+    from ingest.ray_engine import _ParseAndChunk
 
     parse = _ParseAndChunk(str(folder), lambda: HashEmbedder().token_len, {**SMALL, "max_file_bytes": 10_000})
     scanned = hashlib.sha256((folder / "animals.txt").read_bytes()).hexdigest()

@@ -86,6 +86,48 @@ def test_an_emptied_file_leaves_the_index_and_a_broken_one_keeps_its_last_good_v
     assert sources == {"guide/space.md", "recipes/bread.md"}
 
 
+def test_a_file_changed_after_the_scan_hashed_it_keeps_its_last_good_version(folder, tmp_path, monkeypatch):
+    import ingest.local_engine as local_engine
+
+    embedder = HashEmbedder()
+    index_dir = tmp_path / "idx"
+    index_folder(folder, index_dir, embedder)
+    bump(folder / "animals.txt", "The wombat digs burrows.")  # the version the scan reads and hashes
+    parse = local_engine.LocalEngine.parse
+
+    def parse_after_another_write(self, *args):  # the file changes again between the scan and its parse
+        bump(folder / "animals.txt", "The numbat eats termites.")
+        yield from parse(self, *args)
+
+    monkeypatch.setattr(local_engine.LocalEngine, "parse", parse_after_another_write)
+    report = index_folder(folder, index_dir, embedder)
+    assert [(s.path, s.reason) for s in report.skipped] == [("animals.txt", local_engine.CHANGED_SINCE_SCAN)]
+    assert (report.updated, report.unchanged) == (0, 3)
+    texts = {r.text for r in Retriever(index_dir, embedder=embedder).search("quokka wombat numbat", k=10)}
+    assert any("quokka" in t for t in texts) and not any("wombat" in t or "numbat" in t for t in texts)
+
+
+def test_the_local_engine_embeds_a_batch_at_a_time_and_writes_every_document(folder, tmp_path, monkeypatch):
+    import ingest.local_engine as local_engine
+
+    monkeypatch.setattr(local_engine, "EMBED_BATCH", 2)
+    for n in range(7):
+        write(folder, f"notes/{n}.txt", f"Note {n} is about the number {n}.")
+    embedder = HashEmbedder()
+    sizes = []
+    embed = embedder.embed
+    embedder.embed = lambda texts: sizes.append(len(texts)) or embed(texts)
+    report = index_folder(folder, tmp_path / "idx", embedder)
+    assert (report.added, report.chunks_embedded) == (10, sum(sizes))
+    assert len(sizes) > 1 and max(sizes) <= 2  # one-chunk files: the driver never holds more than a batch
+    assert open_index(tmp_path / "idx").catalog.documents().keys() == {
+        "animals.txt",
+        "guide/space.md",
+        "recipes/bread.md",
+        *(f"notes/{n}.txt" for n in range(7)),
+    }
+
+
 def test_broken_files_are_skipped_and_the_rest_indexed(folder, tmp_path):
     (folder / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage")
     (folder / "noise.txt").write_bytes(bytes(range(256)) * 8)
