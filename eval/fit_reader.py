@@ -60,12 +60,12 @@ LEVERS = {
 }
 
 
-def decide(row: dict, hard: tuple[str, ...], model: AnswerabilityModel | None, threshold: float) -> bool:
-    """Whether the reader answers this row under these hard gates and this learned gate (replayed offline)."""
+def reaches(row: dict, hard: tuple[str, ...]) -> bool:
+    """Whether the generator's span may be the answer: it gave one, and no hard gate fired (the learned check comes
+    after, in ``pick``)."""
     signals = row["signals"]
-    if row["code"] or any(signals.get(f"gate:{code}") for code in hard) or not row["answer"]:
-        return False  # row["code"]: nothing was read at all (no sentence) or the model said "unknown"
-    return model is None or model.probability(signals) >= threshold
+    # row["code"]: nothing was read at all (no sentence) or the model said "unknown"
+    return not (row["code"] or any(signals.get(f"gate:{code}") for code in hard) or not row["answer"])
 
 
 def second_reaches(row: dict, hard: tuple[str, ...]) -> bool:
@@ -79,7 +79,7 @@ def pick(row: dict, hard: tuple[str, ...], first: float | None, second: float | 
     model's) or "" (it abstains). ``first`` and ``second`` are the learned probabilities that each span is right
     (None: that span is not judged, the generator's is then taken as it is and the span model's never)."""
     options = []
-    if decide(row, hard, None, 0.0):
+    if reaches(row, hard):
         options.append((1.0 if first is None else first, "first"))
     if second is not None and second_reaches(row, hard):
         options.append((second, "second"))
@@ -143,7 +143,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 50) 
 def train_model(rows: list[dict], hard: tuple[str, ...]) -> AnswerabilityModel | None:
     """The learned gate on the rows that reach it under ``hard`` (the soft gates are its features)."""
     soft = tuple(code for code in GATE_CODES if code not in hard and code not in ALWAYS_HARD)
-    reached = [r for r in rows if decide(r, hard, None, 0.0)]
+    reached = [r for r in rows if reaches(r, hard)]
     return _fit_model(reached, "correct", soft, SIGNALS)
 
 
@@ -221,7 +221,7 @@ def compare_levers(training: list[dict], holdout: list[dict]) -> list[Choice]:
         else:
             threshold, model = 0.0, None
             demo = [r for r in fit_rows if r["group"] == DEMO_CHECK]
-            oof = {"demo": measure(demo, [decide(r, hard, None, 0.0) for r in demo])} if demo else {}
+            oof = {"demo": measure(demo, [reaches(r, hard) for r in demo])} if demo else {}
         choices.append(
             Choice(
                 lever, hard, model, threshold, measure(held, replay(held, hard, model, second, threshold)), oof, second

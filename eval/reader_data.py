@@ -102,7 +102,7 @@ def observe(retriever, generator, items: list[QAItem], user_of, group, done: set
             "answer": read.answer,
             "code": read.code,
             "correct": bool(item.answerable and not read.abstained and contains_alias(read.answer, item.answers)),
-            # the span model's own best span: what the reader could say instead (eval.fit_reader's answer switch)
+            # the span model's own best span: what the reader could say instead (eval.fit_reader.pick)
             "second": read.second.text if read.second else "",
             "second_correct": bool(item.answerable and read.second and contains_alias(read.second.text, item.answers)),
             "seconds": answer.timings.get("total", 0.0),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from eval.fit_reader import decide, fit_logistic, train_model, wilson, without_span_model
+from eval.fit_reader import fit_logistic, pick, reaches, train_model, wilson, without_span_model
 from eval.metrics import is_abstention as scorer_abstains
 from eval.reader_data import split_articles
 from rag.answer_types import has_type
@@ -52,9 +52,10 @@ def test_replayed_decisions_follow_hard_gates_and_the_learned_threshold():
 
     rows = [row(True, -0.1 * i) for i in range(20)] + [row(False, -4 - 0.1 * i) for i in range(20)]
     model = train_model(rows, ("off_topic", "model_unknown"))
-    assert decide(rows[0], (), model, 0.5) and not decide(rows[-1], (), model, 0.5)
-    assert not decide(row(True, -0.1, echo=1), ("echo",), None, 0.0)
-    assert decide(row(True, -0.1, echo=1), (), None, 0.0)
+    first, last = (model.probability(r["signals"]) for r in (rows[0], rows[-1]))
+    assert pick(rows[0], (), first, None, 0.5) == "first" and pick(rows[-1], (), last, None, 0.5) == ""
+    assert not reaches(row(True, -0.1, echo=1), ("echo",))
+    assert reaches(row(True, -0.1, echo=1), ())
 
 
 def test_a_gate_fitted_without_the_span_model_does_not_load_it():
