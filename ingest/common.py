@@ -14,7 +14,6 @@ else just raises. Every message names the bad value and says what to do about it
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 _PROJECT_NAME = "docrag"
@@ -85,12 +84,3 @@ def preferred_dtype(device: str, env_var: str) -> str:
         supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
         return "bfloat16" if supported is not None and supported() else "float32"
     return "float32"
-
-
-def with_progress(items, show: bool, label: str):
-    """``items``, with a progress bar of files on stderr when ``show``."""
-    if not show:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=label, unit="file", file=sys.stderr, leave=False)

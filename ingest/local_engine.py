@@ -8,12 +8,12 @@ again after the scan and parsed only if it still holds what the scan hashed (``r
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from .catalog import document_title
 from .chunking import Chunker
-from .common import with_progress
 from .discovery import read_inside
 from .embedding import Embedder
 from .errors import LoadError, NoTextError
@@ -49,6 +49,15 @@ def embedding_text(source: str, chunk: Chunk) -> str:
     title = document_title(source)
     context = f"{title} > {chunk.heading}" if chunk.heading else title
     return f"{context}\n{chunk.text}"
+
+
+def with_progress(items, show: bool, label: str):
+    """``items``, with a progress bar of files on stderr when ``show``."""
+    if not show:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=label, unit="file", file=sys.stderr, leave=False)
 
 
 class LocalEngine:

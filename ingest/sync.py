@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import FORMAT_VERSION
-from .common import EmbedderMismatchError, UsageError, with_progress
+from .common import EmbedderMismatchError, UsageError
 from .discovery import DEFAULT_MAX_FILE_BYTES, Found, is_case_insensitive, read_inside, too_large, walk
 from .embedding import Embedder
 from .errors import LoadError, PolicyError
-from .local_engine import LocalEngine
+from .local_engine import LocalEngine, with_progress
 from .policy import POLICY_FILENAME, Policy, find_policy
 from .store import GenerationWriter, current_generation, open_index, recorded_meta, writer_lock
 from .types import Skipped
