@@ -196,3 +196,32 @@ def test_batched_decoding_gives_each_prompt_what_it_decodes_alone():
         # batches of 3: uneven prompt lengths (left padding) and a second, smaller batch
         assert generator.generate(prompts, 10, ("\n",), prefix=prefix, batch_size=3) == alone
         assert all("\n" not in text for text in alone) and any(text.strip() for text in alone)
+
+
+@pytest.mark.slow
+def test_constrained_decoding_scores_a_few_rows_of_the_output_layer_as_the_whole_layer_would():
+    generator = load_generator()
+    prompt = (
+        "The research ship Skarv has its home port in Vardo. Its 2031 budget is NOK 18.4 million.\n"
+        "Question: What is the home port of the Skarv?\nAnswer:"
+    )
+    spans = ["The research ship Skarv has its home port in Vardo.", "Its 2031 budget is NOK 18.4 million."]
+    forward, calls = generator.model.forward, []
+    generator.model.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
+    rows = generator.extract(prompt, spans, 8)
+    assert generator._scorer is not None and generator._scorer.checked  # float32 on a CPU: rows, checked once
+    # one forward pass a generated token, and none for the newline that ends the span when nothing else may follow
+    assert "Vardo" in rows.text and len(calls) == generator.count_tokens(" " + rows.text)
+
+    generator._scorer = None  # the whole output layer at every step, as a model on a GPU is read
+    whole = generator.extract(prompt, spans, 8)
+    assert rows.text == whole.text
+    assert all(abs(a - b) < 0.005 for a, b in zip(rows[1:], whole[1:]))  # log-probabilities: float16 normaliser
+
+    # A model that changes its logits after the output layer (here capped) fails the check and is read whole
+    del generator._scorer
+    generator.model.config.final_logit_softcapping = 5.0
+    capped = generator.extract(prompt, spans, 8)
+    assert generator._scorer is None
+    assert generator.extract(prompt, spans, 8) == capped
+    assert capped.first_logprob != pytest.approx(whole.first_logprob, abs=0.01)  # the cap did change the scores
