@@ -317,8 +317,9 @@ class HFGenerator(Generator):
         On a CPU in float32 the output layer is most of a decoding step and is read whole at every step (Gemma's is
         262k x 640: 57 ms of a ~110 ms step on 2 AVX2 cores). The tokens that can be chosen are a few rows of it, so
         their logits are computed from those rows in float32, exactly; only the normaliser needs every row, and it is
-        read from a float16 copy (23 ms; within 0.002 of float32, where single logits move by up to 0.012, which is
-        why the choice itself stays float32)."""
+        read from a float16 copy (23 ms) whose largest logits are recomputed in float32: the signals stayed within
+        0.0012 of float32's on 40 SQuAD questions. A float16 logit can be 0.012 off, which is why the choice itself
+        stays float32."""
         import torch
 
         scorer = self._output_scorer()
@@ -343,10 +344,12 @@ class HFGenerator(Generator):
     def _output_scorer(self) -> _RowScorer | None:
         """The row-wise scorer where the output layer is float32 on a CPU; None elsewhere (on a GPU, or in bfloat16,
         the layer is read fast enough whole)."""
+        import torch
+
         if not hasattr(self, "_scorer"):
             head = self.model.get_output_embeddings()
             weight = getattr(head, "weight", None)
-            fits = weight is not None and weight.device.type == "cpu" and str(weight.dtype) == "torch.float32"
+            fits = weight is not None and weight.device.type == "cpu" and weight.dtype == torch.float32
             self._scorer = _RowScorer(head) if fits else None
         return self._scorer
 
@@ -413,7 +416,7 @@ class _RowScorer:
         import torch
 
         logits = torch.nn.functional.linear(hidden.to(torch.float16), self.half, self.half_bias).float()
-        top = torch.topk(logits, EXACT_TOP).indices.tolist()
+        top = torch.topk(logits, min(EXACT_TOP, logits.numel())).indices.tolist()
         logits[top] = self.logits(hidden, top)
         return float(torch.logsumexp(logits, dim=-1))
 
