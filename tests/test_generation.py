@@ -197,6 +197,11 @@ def test_batched_decoding_gives_each_prompt_what_it_decodes_alone():
         assert generator.generate(prompts, 10, ("\n",), prefix=prefix, batch_size=3) == alone
         assert all("\n" not in text for text in alone) and any(text.strip() for text in alone)
 
+    # float32 on a CPU: the argmax came from rows of the output layer; reading the whole layer picks the same tokens
+    assert generator._scorer is not None and generator._scorer.checked
+    generator._scorer = None
+    assert generator.generate(prompts, 10, ("\n",), prefix=prefix, batch_size=3) == alone
+
 
 @pytest.mark.slow
 def test_constrained_decoding_scores_a_few_rows_of_the_output_layer_as_the_whole_layer_would():
@@ -206,8 +211,9 @@ def test_constrained_decoding_scores_a_few_rows_of_the_output_layer_as_the_whole
         "Question: What is the home port of the Skarv?\nAnswer:"
     )
     spans = ["The research ship Skarv has its home port in Vardo.", "Its 2031 budget is NOK 18.4 million."]
-    forward, calls = generator.model.forward, []
-    generator.model.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
+    decoder = generator.model.get_decoder()
+    forward, calls = decoder.forward, []
+    decoder.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
     rows = generator.extract(prompt, spans, 8)
     assert generator._scorer is not None and generator._scorer.checked  # float32 on a CPU: rows, checked once
     # one forward pass a generated token, and none for the newline that ends the span when nothing else may follow
