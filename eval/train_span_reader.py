@@ -5,7 +5,8 @@ calibration articles the answerability gate is fitted on, nor the held-out ones 
     python -m eval.train_span_reader [--out rag/data/span_reader] [--epochs 3] [--seed 0]
 
 The word embeddings and the first layer stay frozen, so the artifact is only the rest (loaded on top of the bundled
-MiniLM), under the 20 MB budget in float16. Its ``span_reader.json`` records the command, seed and training time.
+MiniLM), under the 20 MB budget in float16. Its ``span_reader.json`` records the command, seed, training time and
+precision (bfloat16 autocast where the hardware has bf16, float32 elsewhere).
 """
 
 from __future__ import annotations
@@ -91,12 +92,21 @@ def collate(group: list[dict]):
     return ids, types, mask, starts, ends
 
 
+def precision(device: str) -> str:
+    """The training precision, as the LoRA trainers choose it: bfloat16 autocast where the hardware multiplies bf16
+    natively, float32 where it would only emulate it (``DOCRAG_TRAIN_DTYPE`` overrides)."""
+    from ingest.common import preferred_dtype
+
+    return preferred_dtype(device, "DOCRAG_TRAIN_DTYPE")
+
+
 def train(model, rows: list[dict], epochs: int, seed: int, batch_size: int = 16, lr: float = 1e-4) -> list[float]:
     import torch
 
     from ingest.common import best_device
 
-    device = best_device()  # a GPU when there is one; bfloat16 autocast on either
+    device = best_device()  # a GPU when there is one
+    autocast = precision(device) == "bfloat16"
     model.to(device)
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -112,7 +122,7 @@ def train(model, rows: list[dict], epochs: int, seed: int, batch_size: int = 16,
     for epoch in range(epochs):
         for group in batches(rows, batch_size, rng):
             ids, types, mask, starts, ends = (t.to(device) for t in collate(group))
-            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
+            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
                 out = model(
                     input_ids=ids, token_type_ids=types, attention_mask=mask, start_positions=starts, end_positions=ends
                 )
@@ -146,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+    from ingest.common import best_device
     from ingest.embedding import default_embedder_path
     from rag.span_reader import ARTIFACT_DIR, save_trained_weights
 
@@ -175,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "learning_rate": args.lr,
         "training_seconds": round(seconds),
         "threads": torch.get_num_threads(),
+        "precision": "bfloat16 autocast" if precision(best_device()) == "bfloat16" else "float32",
         "final_loss": round(sum(losses[-50:]) / 50, 4),
     }
     save_trained_weights(model, args.out or ARTIFACT_DIR, record)
