@@ -29,9 +29,6 @@ from .reader_data import collect_demo, collect_pool, rows_path
 PER_ARTICLE = 80
 PER_HOLDOUT_ARTICLE = 40
 DEMO_SPLITS = "dev"
-# How the span model picks among chunks while collecting (margin less this per retrieval place): the value fit
-# calibrated from the rows' recorded candidates (docs/reader.md); fit stops and names the value when it differs
-SPAN_RANK_PENALTY = 1.0
 
 
 def default_pool() -> Path:
@@ -67,12 +64,11 @@ def _collect(args) -> int:
 
     sizes = (args.per_article, args.per_holdout_article)
     if not args.no_pool:
-        collect_pool(args.pool, out, retriever_for, generator, sizes, args.seed, args.span_rank_penalty, (index, of))
+        collect_pool(args.pool, out, retriever_for, generator, sizes, args.seed, (index, of))
     if (index == of - 1 or args.no_pool) and not args.no_demo:
         corpus = bundled_corpus()
         splits = tuple(args.demo_splits.split(","))
-        qa = bundled_corpus().parent / "acme-qa.jsonl"
-        collect_demo(corpus, qa, out, retriever_for, generator, args.span_rank_penalty, splits)
+        collect_demo(corpus, bundled_corpus().parent / "acme-qa.jsonl", out, retriever_for, generator, splits)
     print(json.dumps({"rows": str(out)}))
     return 0
 
@@ -93,13 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     collect.add_argument("--no-demo", action="store_true", help="Skip the demo corpus's questions.")
     collect.add_argument("--no-pool", action="store_true", help="Read the demo corpus's questions only.")
     collect.add_argument("--demo-splits", default=DEMO_SPLITS, help="Demo QA splits: train, dev.")
-    collect.add_argument(
-        "--span-rank-penalty",
-        type=float,
-        default=SPAN_RANK_PENALTY,
-        help="How the span model picks among chunks (margin less this per retrieval place); fit calibrates it and "
-        "says when the rows were read with another value.",
-    )
     fit.add_argument("--out", type=Path, default=None, help="Where to write (default: ~/.cache/docrag/reader).")
     fit.add_argument("--json", action="store_true", help="Print the held-out measurements as JSON.")
     args = parser.parse_args(argv)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +29,6 @@ L2 = 1.0  # ridge penalty on standardised weights: a few hundred rows, ~30 featu
 FALSE_ANSWER_BUDGET = 0.25
 DEMO_CHECK = "demo:dev"  # the demo rows reported out of fold (the demo's train split has 2 unanswerable questions)
 THRESHOLDS = np.round(np.arange(0.0, 0.91, 0.01), 2)
-# The span model's pick among chunks: its margin over "no answer" less this per place in the retrieval ranking
-SPAN_RANK_PENALTIES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 # Gates that end reading whatever the learned model says: nothing to read, or the model itself chose "unknown"
 ALWAYS_HARD = ("off_topic", "model_unknown")
 SUBJECT_GATES = ("missing_term", "off_subject", "no_typed_span")
@@ -251,18 +248,6 @@ def threshold_curve(choice: Choice, holdout: list[dict]) -> list[dict]:
     return curve
 
 
-def pick_span_rank_penalty(rows: list[dict]) -> tuple[float, dict[float, int]]:
-    """The penalty per retrieval place under which the span model's pick among chunks holds a gold answer for the
-    most answerable rows (a tie goes to the smaller penalty), and that count for every penalty tried. Each row
-    records every chunk's best span as (margin, chunk rank, right?)."""
-    answerable = [r for r in rows if r["answerable"] and r.get("span_candidates")]
-    counts = {
-        penalty: sum(max(r["span_candidates"], key=lambda c: c[0] - penalty * c[1])[2] for r in answerable)
-        for penalty in SPAN_RANK_PENALTIES
-    }
-    return max(SPAN_RANK_PENALTIES, key=lambda penalty: (counts[penalty], -penalty)), counts
-
-
 def fit_main(args) -> int:
     from ingest.common import cache_dir
     from ingest.embedding import DEFAULT_EMBEDDER
@@ -279,18 +264,6 @@ def fit_main(args) -> int:
     rows = load_rows(paths, bundled_corpus().parent / "acme-qa.jsonl")
     training = [r for r in rows if not r["group"].startswith("holdout:")]
     holdout = [r for r in rows if r["group"].startswith("holdout:")]
-    # The span model's signals in the rows depend on how it picked among chunks: the rows must have been read with
-    # the pick calibrated here, or the learned models would be fitted on signals the reader will not compute.
-    span_rank_penalty, picks = pick_span_rank_penalty(training)
-    read_with = sorted({r.get("span_rank_penalty") for r in rows}, key=str)
-    if read_with != [span_rank_penalty]:
-        print(
-            f"the rows in {cache_dir('calibrate')} were read with span rank penalty {read_with}, and the rows "
-            f"calibrate {span_rank_penalty} (answerable rows right by penalty: {picks}). Move those rows away "
-            f"and run collect again with --span-rank-penalty {span_rank_penalty}.",
-            file=sys.stderr,
-        )
-        return 2
     choices = compare_levers(training, holdout)
     learned = [c for c in choices if c.model is not None]
     # The lever is chosen by the mean Youden index of the held-out pool articles and of the demo's dev split (out
@@ -298,7 +271,7 @@ def fit_main(args) -> int:
     # threshold is never chosen on held-out rows.
     best = max(learned, key=lambda c: (youden(c.holdout) + youden(c.out_of_fold.get("demo", c.holdout))) / 2)
     settings = ReaderSettings(
-        ReaderConfig(hard_gates=best.hard, min_answer_probability=best.threshold, span_rank_penalty=span_rank_penalty),
+        ReaderConfig(hard_gates=best.hard, min_answer_probability=best.threshold),
         best.model,
         embedder,
         generator,
@@ -323,12 +296,6 @@ def fit_main(args) -> int:
             for c in choices
         },
         "chosen": best.lever,
-        # answerable rows whose span model pick holds a gold answer, by penalty (chosen on the training rows)
-        "span_rank_penalty": {
-            "chosen": span_rank_penalty,
-            "training": picks,
-            "holdout": pick_span_rank_penalty(holdout)[1],
-        },
         "curve": threshold_curve(best, holdout),
         "weights": _weights(best.model),
         "second_weights": _weights(best.second) if best.second else None,

@@ -80,19 +80,16 @@ def corpus_groups(titles: list[str]) -> list[list[str]]:
     return [titles[i : i + ARTICLES_PER_CORPUS] for i in range(0, len(titles), ARTICLES_PER_CORPUS)]
 
 
-def observe(
-    retriever, generator, items: list[QAItem], user_of, group, done: set[str], span_rank_penalty: float
-) -> Iterator[dict]:
-    """One row per question: the observing reader's span, its signals, and whether it was right. The span model
-    picks among chunks with ``span_rank_penalty``, which every row records (fit checks that it calibrated the same)."""
+def observe(retriever, generator, items: list[QAItem], user_of, group, done: set[str]) -> Iterator[dict]:
+    """One row per question: the observing reader's span, its signals, and whether it was right."""
     from rag.answer import answer_with_details
     from rag.reader import ExtractiveReader
-    from rag.reader_config import ReaderConfig, ReaderSettings
+    from rag.reader_config import ReaderSettings
     from rag.span_reader import cached_span_model
 
-    settings = ReaderSettings(config=ReaderConfig(span_rank_penalty=span_rank_penalty))
-    span_model = cached_span_model()
-    reader = ExtractiveReader(generator, retriever.embedder.embed, settings, observe=True, span_model=span_model)
+    reader = ExtractiveReader(
+        generator, retriever.embedder.embed, ReaderSettings(), observe=True, span_model=cached_span_model()
+    )
     for item in items:
         if item.id in done:
             continue
@@ -108,13 +105,7 @@ def observe(
             # the span model's own best span: what the reader could say instead (eval.fit_reader.pick)
             "second": read.second.text if read.second else "",
             "second_correct": bool(item.answerable and read.second and contains_alias(read.second.text, item.answers)),
-            # every chunk's best span of the span model (margin, chunk rank, right?): fit calibrates the pick among them
-            "span_candidates": [
-                [margin, rank, bool(item.answerable and contains_alias(text, item.answers))]
-                for text, margin, rank in (read.second.candidates if read.second else ())
-            ],
             "seconds": answer.timings.get("total", 0.0),
-            "span_rank_penalty": span_rank_penalty,
             "signals": read.signals,
         }
 
@@ -126,7 +117,6 @@ def collect_pool(
     generator,
     per_article: tuple[int, int],
     seed: int,
-    span_rank_penalty: float,
     shard: tuple[int, int] = (0, 1),
 ) -> None:
     """Rows for ``per_article`` (training, held-out) questions of every pool article, appended to ``out``. Articles
@@ -147,13 +137,10 @@ def collect_pool(
             corpus = write_squad_corpus({"data": [a for a in data["data"] if a["title"] in titles]}, Path(scratch))
             retriever = retriever_for(corpus)
             name = f"{part}:{'+'.join(article_filename(t) for t in titles)}"
-            rows = observe(retriever, generator, items, lambda item: None, name, done, span_rank_penalty)
-            _append(out, rows, len(items), name)
+            _append(out, observe(retriever, generator, items, lambda item: None, name, done), len(items), name)
 
 
-def collect_demo(
-    corpus: Path, qa: Path, out: Path, retriever_for, generator, span_rank_penalty: float, splits=("train", "dev")
-) -> None:
+def collect_demo(corpus: Path, qa: Path, out: Path, retriever_for, generator, splits=("train", "dev")) -> None:
     """Rows for the demo corpus's calibration splits, each question asked as a user who may read its source."""
     from ingest.policy import find_policy
 
@@ -164,8 +151,7 @@ def collect_demo(
     items = [q for q in load_qa(qa) if q.split in splits]
     retriever = retriever_for(corpus)
     user_of = lambda item: asking_user(policy, item.source)  # noqa: E731
-    group = lambda item: f"demo:{item.split}"  # noqa: E731
-    rows = observe(retriever, generator, items, user_of, group, _done(out), span_rank_penalty)
+    rows = observe(retriever, generator, items, user_of, lambda item: f"demo:{item.split}", _done(out))
     _append(out, rows, len(items), "demo")
 
 

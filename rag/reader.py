@@ -183,8 +183,6 @@ class SecondOpinion:
 
     text: str
     result: int
-    # every retrieved chunk's best span as (text, margin over "no answer", chunk rank): calibration replays the pick
-    candidates: tuple[tuple[str, float, int], ...] = ()
 
 
 class Reader(Protocol):
@@ -314,7 +312,7 @@ class ExtractiveReader:
         """The span model's best span over every retrieved chunk, with the signals that say how far to trust it."""
         question, results = reading.question, reading.results
         said = "" if is_abstention(reading.answer) else reading.answer
-        found = span_signals(self.span_model, question, results, said, self.config.span_rank_penalty)
+        found = span_signals(self.span_model, question, results, said)
         reading.signals.update(found.signals)
         if found.span is None or is_abstention(found.span.text):  # nothing to answer with ("" or "none")
             return None
@@ -329,8 +327,7 @@ class ExtractiveReader:
         signals["span_echo"] = float(bool(spoken) and spoken <= asked)
         signals["span_words"] = float(len(span.text.split()))
         signals["span_coverage"] = len(asked & content_words(where)) / max(1, len(asked))
-        candidates = tuple((c.text, c.margin, c.passage) for c in found.candidates)
-        return SecondOpinion(span.text, span.passage, candidates)
+        return SecondOpinion(span.text, span.passage)
 
     def _describe_answer(self, reading: Reading) -> None:
         """The signals about the span read: its sentence, whether it repeats the question, how much of the
@@ -381,29 +378,19 @@ class ExtractiveReader:
 class SpanFound:
     span: Span | None
     signals: dict[str, float]
-    candidates: tuple[Span, ...] = ()  # every chunk's best span, in retrieval order
 
 
-def span_signals(
-    span_model, question: str, results: list[SearchResult], answer: str, rank_penalty: float = 0.0
-) -> SpanFound:
+def span_signals(span_model, question: str, results: list[SearchResult], answer: str) -> SpanFound:
     """The span model's best span over every retrieved chunk: how far it beats "no answer" (``span_margin``), how
     far it beats the best span of any other chunk (``span_lead``) and how much it agrees with the generator's span
     (``span_agrees``, word F1: two different readers that pick the same words are right more often than either
-    alone). Chunks are ranked by margin less ``rank_penalty`` per place in the retrieval ranking: each chunk is read
-    alone, so its margin does not know that the retriever ranked another chunk above it (the penalty is calibrated,
-    ``eval.fit_reader.pick_span_rank_penalty``)."""
+    alone)."""
     spans = [span for span in span_model.best_spans(question, [r.text for r in results]) if span is not None]
     if not spans:
         return SpanFound(None, {"span_margin": LOGPROB_FLOOR, "span_agrees": 0.0})
-
-    def standing(span: Span) -> float:
-        return span.margin - rank_penalty * span.passage
-
-    best, *others = sorted(spans, key=standing, reverse=True)
-    lead = standing(best) - standing(others[0]) if others else -LOGPROB_FLOOR  # one chunk read: nothing to beat
-    signals = {"span_margin": best.margin, "span_agrees": word_f1(answer, best.text), "span_lead": lead}
-    return SpanFound(best, signals, tuple(spans))
+    best, *others = sorted(spans, key=lambda span: span.margin, reverse=True)
+    lead = best.margin - others[0].margin if others else -LOGPROB_FLOOR  # one chunk read: nothing to beat
+    return SpanFound(best, {"span_margin": best.margin, "span_agrees": word_f1(answer, best.text), "span_lead": lead})
 
 
 def surroundings(unit: Unit, result: SearchResult) -> str:

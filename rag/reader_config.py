@@ -49,9 +49,6 @@ class ReaderConfig:
     min_near_coverage: float = 0.2
     # Gate "unprompted": the unconstrained model gives the span's first token a log-probability under this
     min_first_logprob: float = -3.0
-    # The span model's pick among chunks: its margin over "no answer" less this per place in the retrieval ranking
-    # (chosen by eval.calibrate fit on the calibration rows; 0 before calibration existed)
-    span_rank_penalty: float = 0.0
     # Gate "answerability": the learned model's probability that the answer is right, under this
     min_answer_probability: float = 0.0
     # Gates that end reading when they fire, in order; the others are only signals (features of the learned model)

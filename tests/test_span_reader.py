@@ -135,31 +135,6 @@ def test_where_the_generator_says_unknown_a_likelier_span_of_the_span_model_answ
     assert read(0.0).abstained
 
 
-def test_a_rank_penalty_lets_a_higher_ranked_chunk_keep_a_slightly_narrower_margin():
-    model = FakeSpanModel([Span("Kyoto", 0, 6.0, 2.0), Span("Osaka", 1, 7.0, 2.5), Span("Nara", 2, 5.0, 4.0)])
-    results = [_result("x"), _result("y"), _result("z")]
-    plain = span_signals(model, "Where was the treaty signed?", results, "Kyoto")
-    assert plain.span.text == "Osaka" and plain.signals["span_lead"] == 0.5  # margin 4.5 against 4.0
-    penalised = span_signals(model, "Where was the treaty signed?", results, "Kyoto", rank_penalty=1.0)
-    assert penalised.span.text == "Kyoto"  # 4.0 - 0 beats 4.5 - 1
-    assert penalised.signals["span_margin"] == 4.0  # the margin itself is not penalised
-    assert penalised.signals["span_lead"] == 0.5 and penalised.signals["span_agrees"] == 1.0
-    assert [span.text for span in penalised.candidates] == ["Kyoto", "Osaka", "Nara"]  # recorded for calibration
-
-
-def test_calibration_picks_the_rank_penalty_under_which_the_span_model_is_right_most_often():
-    from eval.fit_reader import pick_span_rank_penalty
-
-    # (margin, chunk rank, right?) for every chunk's best span; the right span sits in the first chunk
-    first_right = {"answerable": True, "span_candidates": [[3.0, 0, True], [3.8, 1, False]]}
-    close_call = {"answerable": True, "span_candidates": [[3.0, 0, False], [3.6, 1, True]]}
-    unanswerable = {"answerable": False, "span_candidates": [[9.0, 0, False]]}
-    penalty, counts = pick_span_rank_penalty([first_right, first_right, close_call, unanswerable])
-    assert counts[0.0] == 1 and counts[1.0] == 2  # 0.8 of margin is worth less than a place, 0.6 too
-    assert penalty == 1.0  # 1.0 to 3.0 tie at 2 right: the smallest wins
-    assert pick_span_rank_penalty([close_call]) == (0.0, {0.0: 1, 0.5: 1, 1.0: 0, 1.5: 0, 2.0: 0, 3.0: 0})
-
-
 def test_the_replayed_choice_takes_the_likelier_span_and_scores_the_one_it_took():
     from eval.fit_reader import measure, pick
 
