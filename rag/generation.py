@@ -420,7 +420,8 @@ class _RowScorer:
         return chosen + self.bias[index] if self.bias is not None else chosen
 
     def _best(self, hidden):
-        """Each row's ``EXACT_TOP`` largest logits by the float16 layer, recomputed in float32: (logits, token ids)."""
+        """The float16 layer's logits of each row, its ``EXACT_TOP`` largest recomputed in float32, and their token
+        ids."""
         import torch
 
         approximate = torch.nn.functional.linear(hidden.to(torch.float16), self.half, self.half_bias).float()
