@@ -22,6 +22,7 @@ from .augment import Augmented
 from .lora import (
     Example,
     _encode,
+    bf16_autocast,
     closed_book_prompt,
     labelled_logits,
     padded_batch,
@@ -49,12 +50,6 @@ class FinetuneSettings:
     # "cosine": linear warm-up over WARMUP_SHARE of the steps, then cosine decay to 0 (the usual recipe); at a constant
     # rate the full fine-tune of the demo corpus stored 44% of its training pairs in 6 epochs, with this one 97%
     schedule: str = "cosine"  # or "constant"
-
-
-def _autocast(device) -> bool:
-    from ingest.common import preferred_dtype
-
-    return preferred_dtype(device.type, "DOCRAG_TRAIN_DTYPE") == "bfloat16"
 
 
 def _prepare(model, settings: FinetuneSettings):
@@ -136,7 +131,7 @@ def finetune(model, tokenizer, data: Augmented, settings: FinetuneSettings, prog
     scheduler = _scheduler(optimizer, settings, steps_per_epoch * settings.max_epochs)
     train_sample = rng.sample(data.train_pairs, min(CURVE_SAMPLE, len(data.train_pairs)))
     heldout = data.heldout[:CURVE_SAMPLE]
-    autocast = settings.mixed_precision and _autocast(device)
+    autocast = settings.mixed_precision and bf16_autocast(device.type)
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     best, best_state, stale, curve, tokens = None, None, 0, [], 0
     stopped_by = "max epochs"

@@ -23,6 +23,14 @@ from ingest.common import cache_dir
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
+def bf16_autocast(device_type: str) -> bool:
+    """Whether training on ``device_type`` ("cpu", "cuda") autocasts to bfloat16: where the hardware multiplies bf16
+    natively, not where it would only emulate it (``DOCRAG_TRAIN_DTYPE`` overrides). Shared by every trainer here."""
+    from ingest.common import preferred_dtype
+
+    return preferred_dtype(device_type, "DOCRAG_TRAIN_DTYPE") == "bfloat16"
+
+
 @dataclass
 class LoraSettings:
     rank: int = 16
@@ -174,8 +182,6 @@ def train_lora(model, tokenizer, examples: list[Example], settings: LoraSettings
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from ingest.common import preferred_dtype
-
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     encoded = [_encode(tokenizer, e, settings.max_tokens) for e in examples]
@@ -195,7 +201,7 @@ def train_lora(model, tokenizer, examples: list[Example], settings: LoraSettings
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
     steps_per_epoch = math.ceil(len(training) / settings.batch_size)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    autocast = settings.mixed_precision and preferred_dtype(device.type, "DOCRAG_TRAIN_DTYPE") == "bfloat16"
+    autocast = settings.mixed_precision and bf16_autocast(device.type)
     started = time.perf_counter()
     best, best_state, stale, history, tokens = float("inf"), None, 0, [], 0
     bar = None

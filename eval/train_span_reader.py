@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rag.span_reader import encode_windows
 
+from .lora import bf16_autocast
 from .reader_data import DEFAULT_POOL, load_pool, split_articles
 
 
@@ -92,21 +93,13 @@ def collate(group: list[dict]):
     return ids, types, mask, starts, ends
 
 
-def precision(device: str) -> str:
-    """The training precision, as the LoRA trainers choose it: bfloat16 autocast where the hardware multiplies bf16
-    natively, float32 where it would only emulate it (``DOCRAG_TRAIN_DTYPE`` overrides)."""
-    from ingest.common import preferred_dtype
-
-    return preferred_dtype(device, "DOCRAG_TRAIN_DTYPE")
-
-
 def train(model, rows: list[dict], epochs: int, seed: int, batch_size: int = 16, lr: float = 1e-4) -> list[float]:
     import torch
 
     from ingest.common import best_device
 
     device = best_device()  # a GPU when there is one
-    autocast = precision(device) == "bfloat16"
+    autocast = bf16_autocast(device.split(":")[0])
     model.to(device)
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -186,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "learning_rate": args.lr,
         "training_seconds": round(seconds),
         "threads": torch.get_num_threads(),
-        "precision": "bfloat16 autocast" if precision(best_device()) == "bfloat16" else "float32",
+        "precision": "bfloat16 autocast" if bf16_autocast(best_device().split(":")[0]) else "float32",
         "final_loss": round(sum(losses[-50:]) / 50, 4),
     }
     save_trained_weights(model, args.out or ARTIFACT_DIR, record)

@@ -343,11 +343,10 @@ class HFGenerator(Generator):
             **inputs,
             **{self._cache_arg: past},
         )
-        past = self._cache_of(out)
-        logits = out.logits[:, -1]
-        if scorer is not None and not scorer.agrees(out.hidden_states[-1][:, -1], logits):
+        logits, hidden = out.logits[:, -1], (out.hidden_states[-1][:, -1] if scorer is not None else None)
+        if scorer is not None and not scorer.agrees(hidden, logits):
             self._scorer = None  # the model transforms its logits after the output layer: read them whole
-        return (out.hidden_states[-1][:, -1] if scorer is not None else None), logits, past
+        return hidden, logits, self._cache_of(out)
 
     def _cache_of(self, out):
         """The KV cache a forward pass returned, under the name this transformers version gives it."""
