@@ -2,6 +2,7 @@
 signals the extractive reader records from it, and the shipped artifact (size, provenance, what it reads)."""
 
 import json
+import math
 
 import pytest
 
@@ -160,3 +161,30 @@ def test_the_replayed_choice_takes_the_likelier_span_and_scores_the_one_it_took(
     stats = measure([right_second, unanswerable], ["second", "first"])
     assert stats["answerable_accuracy"]["value"] == 1.0 and stats["false_answer_rate"]["value"] == 1.0
     assert measure([right_second], ["first"])["answerable_accuracy"]["value"] == 0.0
+
+
+def test_gold_paragraph_scoring_counts_right_spans_and_ranks_answerable_margins_above_unanswerable():
+    from eval.score_span_reader import margin_auc, score
+
+    spans = {
+        "Who founded Tidewater?": Span("Ana Li", 0, 9.0, 1.0),  # right, margin 8
+        "When was Tidewater founded?": Span("Ana Li", 0, 3.0, 2.0),  # wrong span, margin 1
+        "Who closed Tidewater?": Span("1999", 0, 1.0, 4.0),  # unanswerable, margin -3
+    }
+
+    class ByQuestion:
+        def best_spans(self, question, texts):
+            return [spans.get(question)]
+
+    text = "Ana Li founded Tidewater in 1999."
+    questions = [(q, text, answers) for q, answers in zip(spans, [("Ana Li",), ("1999",), ()])]
+    questions.append(("Who sold Tidewater?", text, ()))  # no valid span at all: the lowest margin
+    assert score(ByQuestion(), questions) == {
+        "questions": 4,
+        "answerable": 2,
+        "best_span_right": 0.5,
+        "margin_auc": 1.0,
+    }
+    # ties count half; a set without one of the two kinds has no AUC
+    assert margin_auc([1.0, 0.0, 1.0], [True, True, False]) == 0.25
+    assert math.isnan(margin_auc([1.0], [True]))
