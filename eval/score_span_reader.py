@@ -67,10 +67,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m eval.score_span_reader", description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifact", type=Path, default=ARTIFACT_DIR, help="Span model folder (default: shipped).")
-    parser.add_argument("--part", choices=("calibration", "holdout"), default="calibration")
-    parser.add_argument("--pool", type=Path, default=default_pool())
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--part",
+        choices=("calibration", "holdout"),
+        default="calibration",
+        help="Which pool articles to read (default: calibration; held-out only to report, never to choose).",
+    )
+    parser.add_argument("--pool", type=Path, default=default_pool(), help="SQuAD 2.0 training pool (.json[.gz]).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the article split and question sample.")
+    parser.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
     args = parser.parse_args(argv)
 
     data = load_pool(args.pool)
