@@ -93,13 +93,12 @@ def collate(group: list[dict]):
     return ids, types, mask, starts, ends
 
 
-def train(model, rows: list[dict], epochs: int, seed: int, batch_size: int = 16, lr: float = 1e-4) -> list[float]:
+def train(
+    model, rows: list[dict], epochs: int, seed: int, device: str, autocast: bool, batch_size: int = 16, lr: float = 1e-4
+) -> list[float]:
+    """``device`` and ``autocast`` (bfloat16 or not) are decided once by the caller, who also records them."""
     import torch
 
-    from ingest.common import best_device
-
-    device = best_device()  # a GPU when there is one
-    autocast = bf16_autocast(device.split(":")[0])
     model.to(device)
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -165,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         parameter.requires_grad_(False)
     rows = features(tokenizer, pool_examples(data, fit_titles))
     print(f"{len(rows)} windows from {len(fit_titles)} articles", file=sys.stderr)
+    device = best_device()  # a GPU when there is one
+    autocast = bf16_autocast(device.split(":")[0])
     started = time.perf_counter()
-    losses = train(model, rows, args.epochs, args.seed, lr=args.lr)
+    losses = train(model, rows, args.epochs, args.seed, device, autocast, lr=args.lr)
     seconds = time.perf_counter() - started
     record = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (bundled)",
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "learning_rate": args.lr,
         "training_seconds": round(seconds),
         "threads": torch.get_num_threads(),
-        "precision": "bfloat16 autocast" if bf16_autocast(best_device().split(":")[0]) else "float32",
+        "precision": "bfloat16 autocast" if autocast else "float32",
         "final_loss": round(sum(losses[-50:]) / 50, 4),
     }
     save_trained_weights(model, args.out or ARTIFACT_DIR, record)
