@@ -105,9 +105,9 @@ def train(
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
     steps = epochs * ((len(rows) + batch_size - 1) // batch_size)
-    warmup = steps // 10
+    warmup = max(1, steps // 10)  # at least one step, so that a tiny run has a schedule too
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup)))
+        optimiser, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
     )
     model.train()
     losses, step, started = [], 0, time.perf_counter()

@@ -188,3 +188,16 @@ def test_gold_paragraph_scoring_counts_right_spans_and_ranks_answerable_margins_
     # ties count half; a set without one of the two kinds has no AUC
     assert margin_auc([1.0, 0.0, 1.0], [True, True, False]) == 0.25
     assert math.isnan(margin_auc([1.0], [True]))
+
+
+def test_a_training_run_shorter_than_ten_steps_still_has_a_learning_rate_schedule():
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from eval.train_span_reader import train
+
+    tiny = BertForQuestionAnswering(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
+    rows = [{"input_ids": [2, 5, 3, 7, 8, 3], "token_type_ids": [0, 0, 0, 1, 1, 1], "start": 3, "end": 4}] * 3
+    losses = train(tiny, rows, epochs=2, seed=0, device="cpu", autocast=False, batch_size=2, lr=1e-3)
+    assert len(losses) == 4 and all(math.isfinite(loss) for loss in losses)
