@@ -3,7 +3,6 @@ logits per token, the [CLS] pair as the "no answer" score) on the shared pool's 
 calibration articles the answerability gate is fitted on, nor the held-out ones (``eval.reader_data.split_articles``).
 
     python -m eval.train_span_reader [--out rag/data/span_reader] [--epochs 3] [--seed 0]
-        [--negatives 1 --init rag/data/span_reader]
 
 The word embeddings and the first layer stay frozen, so the artifact is only the rest (loaded on top of the bundled
 MiniLM), under the 20 MB budget in float16. Its ``span_reader.json`` records the command, seed, training time and
@@ -47,40 +46,6 @@ def pool_examples(data: dict, titles: list[str]) -> list[dict]:
                     }
                 )
     return examples
-
-
-def hard_negatives(examples: list[dict], embed, per_question: int) -> list[dict]:
-    """For each question, the ``per_question`` paragraphs of its own article most like it (by ``embed``, the
-    retriever's embedder) other than its own, as "no answer" examples. At answer time the model reads the top
-    retrieved chunks, most of them such near misses, and picks the chunk whose span beats "no answer" by the widest
-    margin; trained on gold paragraphs alone, it never learns to say "no answer" to them (Clark and Gardner 2018
-    train a multi-paragraph reader the same way). A paragraph that holds one of an answerable question's answers
-    is no negative, and is skipped."""
-    import numpy as np
-
-    from .metrics import contains_alias
-
-    paragraphs: dict[str, list[str]] = {}
-    for e in examples:
-        article = paragraphs.setdefault(e["title"], [])
-        if e["context"] not in article:
-            article.append(e["context"])
-    texts = [(title, context) for title, contexts in paragraphs.items() for context in contexts]
-    paragraph_vectors = np.asarray(embed([context for _, context in texts]))
-    question_vectors = np.asarray(embed([e["question"] for e in examples]))
-    negatives = []
-    for e, question_vector in zip(examples, question_vectors, strict=True):
-        candidates = [i for i, (title, context) in enumerate(texts) if title == e["title"] and context != e["context"]]
-        candidates.sort(key=lambda i: -float(paragraph_vectors[i] @ question_vector))
-        taken = 0
-        for i in candidates:
-            if taken == per_question:
-                break
-            if e["answer"] and contains_alias(texts[i][1], e["aliases"]):
-                continue
-            negatives.append({**e, "context": texts[i][1], "answer": None})
-            taken += 1
-    return negatives
 
 
 def features(tokenizer, examples: list[dict]) -> list[dict]:
@@ -178,15 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument(
-        "--negatives",
-        type=int,
-        default=0,
-        help="Per question, this many other paragraphs of its article (the most like it) as 'no answer' examples.",
-    )
-    parser.add_argument(
-        "--init", type=Path, default=None, help="Start from this span model folder instead of the bundled MiniLM."
-    )
     args = parser.parse_args(argv)
 
     import torch
@@ -194,24 +150,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from ingest.common import best_device
     from ingest.embedding import default_embedder_path
-    from rag.span_reader import ARTIFACT_DIR, load_span_model, save_trained_weights
+    from rag.span_reader import ARTIFACT_DIR, save_trained_weights
 
     data = load_pool(args.pool)
     split = split_articles(data, args.seed)
     fit_titles = split.learn
     base = default_embedder_path()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = load_span_model(args.init).model if args.init else AutoModelForQuestionAnswering.from_pretrained(base)
+    model = AutoModelForQuestionAnswering.from_pretrained(base)
     # Frozen, so the artifact need not carry them (it loads on top of the bundled MiniLM): 20 MB budget.
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     for parameter in model.bert.encoder.layer[0].parameters():
         parameter.requires_grad_(False)
-    examples = pool_examples(data, fit_titles)
-    if args.negatives:
-        from ingest.embedding import load_embedder
-
-        examples += hard_negatives(examples, load_embedder(progress=False).embed, args.negatives)
-    rows = features(tokenizer, examples)
+    rows = features(tokenizer, pool_examples(data, fit_titles))
     print(f"{len(rows)} windows from {len(fit_titles)} articles", file=sys.stderr)
     device = best_device()  # a GPU when there is one
     autocast = bf16_autocast(device.split(":")[0])
@@ -225,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m eval.train_span_reader " + " ".join(argv if argv is not None else sys.argv[1:]),
         "windows": len(rows),
         "epochs": args.epochs,
-        "negatives_per_question": args.negatives,
-        "started_from": str(args.init) if args.init else "the bundled MiniLM",
         "seed": args.seed,
         "learning_rate": args.lr,
         "training_seconds": round(seconds),

@@ -190,37 +190,6 @@ def test_gold_paragraph_scoring_counts_right_spans_and_ranks_answerable_margins_
     assert math.isnan(margin_auc([1.0], [True]))
 
 
-def test_hard_negatives_are_the_most_similar_other_paragraphs_of_the_same_article_without_the_answer():
-    import numpy as np
-
-    from eval.train_span_reader import hard_negatives
-
-    vectors = {  # what the fake embedder maps each text to: the question sits nearest "tariff" and "ferry"
-        "What does the ferry cost?": [1.0, 0.0],
-        "Ferry tickets cost USD 12.": [0.2, 1.0],
-        "The ferry tariff rose in 2019.": [0.95, 0.3],
-        "The ferry to Ostend costs USD 12 too.": [1.0, 0.1],
-        "Gulls nest on the pier.": [0.0, 1.0],
-        "Ferries in another article.": [1.0, 0.0],
-    }
-    example = {"question": "What does the ferry cost?", "context": "Ferry tickets cost USD 12.", "title": "Port"}
-    examples = [
-        {**example, "answer": (19, 25), "aliases": ["USD 12"]},
-        {**example, "context": "Gulls nest on the pier."},
-        {**example, "context": "The ferry tariff rose in 2019."},
-        {**example, "context": "The ferry to Ostend costs USD 12 too."},
-        {**example, "context": "Ferries in another article.", "title": "Elsewhere"},
-    ]
-    for e in examples[1:]:
-        e.update(answer=None, aliases=[])
-    embed = lambda texts: np.array([vectors[t] for t in texts])  # noqa: E731
-    negatives = hard_negatives(examples, embed, per_question=1)
-    # the Ostend paragraph is nearer but holds the answer, so it is no negative; the other article is never read
-    assert negatives[0] == {**examples[0], "context": "The ferry tariff rose in 2019.", "answer": None}
-    assert all(n["answer"] is None and n["title"] == e["title"] for n, e in zip(negatives, examples, strict=False))
-    assert len(hard_negatives(examples[:1], embed, per_question=2)) == 0  # the article has only its own paragraph
-
-
 def test_a_training_run_shorter_than_ten_steps_still_has_a_learning_rate_schedule():
     from transformers import BertConfig, BertForQuestionAnswering
 
