@@ -35,3 +35,7 @@ class NoTextError(LoadError):
 
 class IndexWriteError(RagError):
     """The index could not be written (a full disk, a read-only folder); the previous generation stays live."""
+
+
+class EngineError(RagError):
+    """The Ray cluster could not be reached, or its pipeline failed; the previous generation stays live."""

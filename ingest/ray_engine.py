@@ -4,17 +4,18 @@ The reference shape of Ray embedding pipelines (Anyscale's, ``ray-project/llm-ap
 
     from_items(changed files) -> flat_map(parse + chunk) -> map_batches(embedder class, actor pool) -> driver
 
-The embedder sits on an actor pool sized to the cluster: one actor per GPU with ``num_gpus=1`` when the cluster
-has GPUs, else one actor per node, on all of that node's cores. It asks Ray for one CPU, so that the light parsing
-actors fit beside it, and sets its own thread count: Ray gives a one-CPU actor one thread (``OMP_NUM_THREADS``),
-and one single-thread actor per core ran at 0.53x the local engine on 2 cores, one two-thread actor at 0.79-0.82x
-(docs/scaling.md). Only the files the driver's scan found new or changed go through the pipeline. The driver stays
-the single writer, and it streams: each document is handed to ``ingest.sync`` as soon as its last chunk is embedded,
-and written into the next generation, which stays invisible until the run commits. The driver therefore holds the
-documents of about one block, not the whole run (which, at about 2.3 KB of text and vector a chunk, capped a run
-near 10M chunks), and writes while the cluster embeds. A pipeline that fails (a worker that Ray cannot bring back, a
-cluster that goes away) raises out of the stream; the half-written generation is removed and the previous one stays
-live.
+The embedder sits on an actor pool sized to the cluster: one actor per GPU with ``num_gpus=1`` when the cluster has
+GPUs, else one actor per node, on all of that node's cores. It asks Ray for one CPU, so that the light parsing
+actors fit beside it, and sets its own thread count: Ray gives a one-CPU actor one thread (``OMP_NUM_THREADS``), and
+one single-thread actor per core ran at 0.53x the local engine on 2 cores, one two-thread actor at 0.79-0.82x
+(docs/scaling.md). The workers read the files themselves, so every node needs the folder at the same path (a shared
+filesystem); a node without it fails the run. Only the files the driver's scan found new or changed go through the
+pipeline. The driver stays the single writer, and it streams: each document is handed to ``ingest.sync`` as soon as
+its last chunk is embedded, and written into the next generation, which stays invisible until the run commits. The
+driver therefore holds the documents of about one block, not the whole run (which, at about 2.3 KB of text and
+vector a chunk, capped a run near 10M chunks), and writes while the cluster embeds. A pipeline that fails (a worker
+that Ray cannot bring back, a cluster that goes away) raises out of the stream; the half-written generation is
+removed and the previous one stays live.
 
 Rows carry their document's source, the chunk's position in it and the document's chunk count, so the driver
 rebuilds each document's chunk list in order and knows when it is complete. Ray keeps the files' order
@@ -26,6 +27,8 @@ composed differently).
 from __future__ import annotations
 
 import functools
+import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +36,7 @@ import numpy as np
 
 from .common import UsageError
 from .embedding import Embedder
+from .errors import EngineError
 from .types import Chunk
 
 ROWS_PER_BATCH = 256  # chunks per map_batches call (the embedder batches further inside)
@@ -67,7 +71,13 @@ class RayEngine:
             return
         ray = _ray()
         if not ray.is_initialized():
-            ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **self.init_args)
+            address = self.address or os.environ.get("RAY_ADDRESS")  # ray.init's own default
+            if address and (refused := _unreachable(address)):
+                raise EngineError(cannot_connect(address, refused))
+            try:
+                ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **self.init_args)
+            except ConnectionError as err:
+                raise EngineError(cannot_connect(address, str(err.__cause__ or err))) from None
         from ray.data import DataContext
 
         # The context is the process's own; what this run sets is given back when it ends, for a caller's own Ray
@@ -80,6 +90,10 @@ class RayEngine:
             # buffers only those still in flight (without it, one slow block holds back every later document).
             context.execution_options.preserve_order = True
             yield from self._stream(ray, folder, changed, params)
+        except ray.exceptions.RayError as err:
+            # Ray's message is the worker's traceback; its last line is the error raised there
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            raise EngineError(f"the Ray pipeline failed: {lines[-1].strip() if lines else type(err).__name__}") from err
         finally:
             context.enable_progress_bars, context.execution_options.preserve_order = before
 
@@ -165,6 +179,30 @@ def ray_engine(embedder_name: str, dtype: str | None, address: str | None) -> Ra
     )
 
 
+def cannot_connect(address: str | None, why: str) -> str:
+    """What to do when this process cannot join the cluster: ``ray.init``'s own message names no cause."""
+    where = f"cannot connect to the Ray cluster at {address}" if address else "cannot connect to a Ray cluster"
+    if "auth" in why.lower():
+        return (
+            f"{where}: it asks for a token (Ray token authentication). Set RAY_AUTH_MODE=token where rag runs, with "
+            "the cluster's token in ~/.ray/auth_token or $RAY_AUTH_TOKEN"
+        )
+    return f"{where} ({why}): is it running? (`ray status` on its head node; `ray start --head` starts one)"
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing accepts a connection at HOST:PORT, or None. Ray would retry such an address for up to 20 minutes
+    (20 tries with a 60 s timeout each) before it said so; ``auto`` and ``ray://`` addresses are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as err:
+        return err.strerror or str(err) or type(err).__name__
+    return None
+
+
 def _ray():
     try:
         import ray
@@ -180,6 +218,11 @@ class _ParseAndChunk:
         from .chunking import Chunker
 
         self.folder = Path(folder)
+        if not self.folder.is_dir():  # the worker reads the files itself: without them every file would fail
+            raise FileNotFoundError(
+                f"{folder} is not a folder on {_this_node()}: every node of the cluster needs the folder "
+                "at the same path (a shared filesystem)"
+            )
         self.chunker = Chunker(token_counter(), params["chunk_size"], params["overlap"])
         self.max_bytes = params["max_file_bytes"]
 
@@ -211,6 +254,12 @@ def _row(
         "embed_text": text,
         "error": error,
     }
+
+
+def _this_node() -> str:
+    import ray
+
+    return f"Ray node {ray.util.get_node_ip_address()}" if ray.is_initialized() else "this machine"
 
 
 class _Embed:

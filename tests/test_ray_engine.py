@@ -193,6 +193,29 @@ def test_an_engine_that_fails_leaves_the_previous_generation_live(folder, tmp_pa
     assert not list((tmp_path / "idx").glob("*.tmp"))
 
 
+def test_a_node_without_the_folder_fails_the_run_with_the_reason_and_the_previous_generation_stays_live(
+    local_ray, folder, tmp_path
+):
+    from ingest.errors import EngineError
+    from ingest.ray_engine import RayEngine
+
+    class FolderElsewhere(RayEngine):  # the workers' machine lacks the path the driver scanned
+        def _stream(self, ray, scanned, changed, params):
+            return super()._stream(ray, tmp_path / "not-mounted", changed, params)
+
+    index_folder(folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL)
+    before, rows_before = current_generation(tmp_path / "idx"), snapshot(tmp_path / "idx")[0]
+    write(folder, "late.md", "# Late\n\nNever indexed.")
+    with pytest.raises(
+        EngineError, match=r"not-mounted is not a folder on Ray node .*needs the folder at the same path"
+    ):
+        index_folder(
+            folder, tmp_path / "idx", HashEmbedder(), progress=False, **SMALL, engine=FolderElsewhere(HashEmbedder)
+        )
+    assert current_generation(tmp_path / "idx") == before and snapshot(tmp_path / "idx")[0] == rows_before
+    assert not list((tmp_path / "idx").glob("*.tmp"))
+
+
 @pytest.mark.slow
 def test_the_parsers_token_counter_counts_as_the_real_embedder_does():
     # Ray's parsing actors load only the tokenizer; a different count would move chunk boundaries.

@@ -1,0 +1,92 @@
+"""`rag index --engine ray --ray-address ADDR`: a cluster of two nodes joined by its address, and one that cannot be.
+
+Ray's own test cluster (``ray.cluster_utils.Cluster``) starts two raylets on this machine, each with its own object
+store, as `ray start --head` and `ray start --address` would on two machines. Its own module, because the engine
+must be the one to join the cluster (``test_ray_engine.py`` keeps a local instance up for its tests).
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from test_ray_engine import SMALL, TESTS, assert_same_index
+
+from fakes import HashEmbedder, write
+from ingest.sync import index_folder
+
+ray = pytest.importorskip("ray")  # the dev extra installs it
+
+
+class RecordsNodeAndThreads:
+    """An embedder factory whose embedders write down the node and torch thread count of each process that embeds."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self):
+        import torch
+
+        embedder, folder = HashEmbedder(), self.folder
+        embed = embedder.embed
+
+        def embed_and_record(texts):
+            node = ray.get_runtime_context().get_node_id()
+            (folder / f"actor-{os.getpid()}").write_text(f"{node} {torch.get_num_threads()}")
+            return embed(texts)
+
+        embedder.embed = embed_and_record
+        return embedder
+
+
+@pytest.fixture
+def two_nodes(monkeypatch):
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized()
+    # Workers import the fake embedder from tests/ (pickled by reference); the nodes' processes inherit this
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_on_two_nodes_joined_by_address_the_index_is_a_local_runs_and_an_embedder_takes_its_nodes_cores(
+    two_nodes, tmp_path
+):
+    from ingest.ray_engine import RayEngine
+
+    docs = tmp_path / "docs"
+    for i in range(12):
+        write(docs, f"log-{i:02}.md", f"# Log {i}\n\n" + " ".join(f"Gauge {i}.{j} read {j * 3} cm." for j in range(30)))
+    write(docs, ".rag-acl.toml", 'default = "allow"\n[[rules]]\npath = "log-0*"\nallow = ["user:carol"]\n')
+    record = tmp_path / "actors"
+    record.mkdir()
+    engine = RayEngine(RecordsNodeAndThreads(record), address=two_nodes.address)
+
+    local = index_folder(docs, tmp_path / "local", HashEmbedder(), progress=False, **SMALL)
+    remote = index_folder(docs, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=engine)
+    assert len([node for node in ray.nodes() if node["Alive"]]) == 2  # the engine joined the two-node cluster
+    assert remote.chunks > 100 and (remote.added, remote.chunks) == (local.added, local.chunks)
+    assert_same_index(tmp_path / "local", tmp_path / "ray")
+    # An embedder actor runs on its node's one core, not on the cluster's two (one node: both, test_ray_engine.py)
+    assert {line.split()[1] for line in (f.read_text() for f in record.iterdir())} == {"1"}
+
+
+def test_a_cluster_that_cannot_be_joined_is_named_with_what_to_do():
+    import socket
+
+    from ingest.errors import EngineError
+    from ingest.ray_engine import RayEngine, cannot_connect
+
+    with socket.socket() as probe:  # a port where nothing listens: fails at once, not after Ray's 20 minutes
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(EngineError, match=rf"Ray cluster at {closed} \(Connection refused\): is it running"):
+        list(RayEngine(HashEmbedder, address=closed).parse(Path("."), ["a.md"], SMALL, show=False))
+    assert not ray.is_initialized()
+    token = cannot_connect("10.0.0.5:6379", "RPC error: InvalidAuthToken: Authentication token is missing")
+    assert "10.0.0.5:6379" in token and "RAY_AUTH_MODE=token" in token
