@@ -72,6 +72,13 @@ class RayEngine:
         ray = _ray()
         if not ray.is_initialized():
             address = self.address or os.environ.get("RAY_ADDRESS")  # ray.init's own default
+            if address and address.startswith("ray://"):
+                # Ray Data's executor needs a full driver (a core worker); over Ray Client it fails with an
+                # AttributeError deep inside Ray
+                raise UsageError(
+                    f"Ray address {address}: Ray Data does not run over Ray Client (ray://). Give the head's "
+                    "HOST:6379 instead, from a machine that can reach every node of the cluster"
+                )
             if address and (refused := _unreachable(address)):
                 raise EngineError(cannot_connect(address, refused))
             try:
@@ -192,7 +199,7 @@ def cannot_connect(address: str | None, why: str) -> str:
 
 def _unreachable(address: str) -> str | None:
     """Why nothing accepts a connection at HOST:PORT, or None. Ray would retry such an address for up to 20 minutes
-    (20 tries with a 60 s timeout each) before it said so; ``auto`` and ``ray://`` addresses are left to Ray."""
+    (20 tries with a 60 s timeout each) before it said so; ``auto`` is left to Ray."""
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         return None

@@ -204,7 +204,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option(
     "--ray-address",
     default=None,
-    help="Ray cluster to run on with --engine ray (HOST:6379, or ray://HOST:10001). Default: $RAY_ADDRESS, else a local Ray instance on this machine.",
+    help="Ray cluster to run on with --engine ray: its head's HOST:6379 (Ray Data does not run over Ray Client, ray://). Default: $RAY_ADDRESS, else the cluster `ray start` runs on this machine, else a new local Ray instance.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index(

@@ -79,6 +79,7 @@ def test_on_two_nodes_joined_by_address_the_index_is_a_local_runs_and_an_embedde
 def test_a_cluster_that_cannot_be_joined_is_named_with_what_to_do():
     import socket
 
+    from ingest.common import UsageError
     from ingest.errors import EngineError
     from ingest.ray_engine import RayEngine, cannot_connect
 
@@ -87,6 +88,8 @@ def test_a_cluster_that_cannot_be_joined_is_named_with_what_to_do():
         closed = f"127.0.0.1:{probe.getsockname()[1]}"
     with pytest.raises(EngineError, match=rf"Ray cluster at {closed} \(Connection refused\): is it running"):
         list(RayEngine(HashEmbedder, address=closed).parse(Path("."), ["a.md"], SMALL, show=False))
+    with pytest.raises(UsageError, match=r"ray://10\.0\.0\.5:10001: Ray Data does not run over Ray Client"):
+        list(RayEngine(HashEmbedder, address="ray://10.0.0.5:10001").parse(Path("."), ["a.md"], SMALL, show=False))
     assert not ray.is_initialized()
     token = cannot_connect("10.0.0.5:6379", "RPC error: InvalidAuthToken: Authentication token is missing")
     assert "10.0.0.5:6379" in token and "RAY_AUTH_MODE=token" in token
