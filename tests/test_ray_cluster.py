@@ -38,14 +38,37 @@ class RecordsNodeAndThreads:
         return embedder
 
 
-@pytest.fixture
-def two_nodes(monkeypatch):
-    from ray.cluster_utils import Cluster
+class RecordsGpus:
+    """An embedder factory whose embedders write down the GPUs Ray gave each process that embeds."""
 
-    assert not ray.is_initialized()
-    # Workers import the fake embedder from tests/ (pickled by reference); the nodes' processes inherit this
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self):
+        embedder, folder = HashEmbedder(), self.folder
+        embed = embedder.embed
+
+        def embed_and_record(texts):
+            gpus = ",".join(str(gpu) for gpu in ray.get_gpu_ids())
+            (folder / f"actor-{os.getpid()}").write_text(f"{gpus} {os.environ.get('CUDA_VISIBLE_DEVICES')}")
+            return embed(texts)
+
+        embedder.embed = embed_and_record
+        return embedder
+
+
+@pytest.fixture
+def worker_env(monkeypatch):
+    assert not ray.is_initialized()  # the engine under test must start or join Ray itself
+    # Workers import the fake embedder from tests/ (pickled by reference); Ray's processes inherit this
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+@pytest.fixture
+def two_nodes(worker_env):
+    from ray.cluster_utils import Cluster
+
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
@@ -74,6 +97,25 @@ def test_on_two_nodes_joined_by_address_the_index_is_a_local_runs_and_an_embedde
     assert_same_index(tmp_path / "local", tmp_path / "ray")
     # An embedder actor runs on its node's one core, not on the cluster's two (one node: both, test_ray_engine.py)
     assert {line.split()[1] for line in (f.read_text() for f in record.iterdir())} == {"1"}
+
+
+def test_on_a_cluster_with_a_gpu_the_embedder_actor_is_given_it(worker_env, tmp_path):
+    from ingest.ray_engine import RayEngine
+
+    docs = tmp_path / "docs"
+    write(docs, "a.md", "# A\n\n" + " ".join(f"Gauge {j} read {j * 3} cm." for j in range(30)))
+    record = tmp_path / "actors"
+    record.mkdir()
+    # A logical GPU: Ray schedules by it as by a real one (there is no device behind it, so nothing runs on it)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        index_folder(
+            docs, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=RayEngine(RecordsGpus(record))
+        )
+    finally:
+        ray.shutdown()
+    # One actor for the one GPU, holding it: Ray points CUDA at it
+    assert [f.read_text() for f in record.iterdir()] == ["0 0"]
 
 
 def test_a_cluster_that_cannot_be_joined_is_named_with_what_to_do():
