@@ -76,8 +76,8 @@ class RayEngine:
                 # Ray Data's executor needs a full driver (a core worker); over Ray Client it fails with an
                 # AttributeError deep inside Ray
                 raise UsageError(
-                    f"Ray address {address}: Ray Data does not run over Ray Client (ray://). Give the head's "
-                    "HOST:6379 instead, from a machine that can reach every node of the cluster"
+                    f"Ray address {address}: Ray Data does not run over Ray Client (ray://). Run rag on a machine "
+                    "of the cluster (one where `ray start` ran) with the head's HOST:6379"
                 )
             if address and (refused := _unreachable(address)):
                 raise EngineError(cannot_connect(address, refused))
