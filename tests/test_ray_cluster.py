@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_ray_engine import SMALL, TESTS, RecordsThreads, assert_same_index
+from test_ray_engine import SMALL, RecordsEachEmbedder, assert_same_index, let_workers_import_tests, torch_threads
 
 from fakes import HashEmbedder, write
 from ingest.sync import index_folder
@@ -17,31 +17,15 @@ from ingest.sync import index_folder
 ray = pytest.importorskip("ray")  # the dev extra installs it
 
 
-class RecordsGpus:
-    """An embedder factory whose embedders write down the GPUs Ray gave each process that embeds."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def __call__(self):
-        embedder, folder = HashEmbedder(), self.folder
-        embed = embedder.embed
-
-        def embed_and_record(texts):
-            gpus = ",".join(str(gpu) for gpu in ray.get_gpu_ids())
-            (folder / f"actor-{os.getpid()}").write_text(f"{gpus} {os.environ.get('CUDA_VISIBLE_DEVICES')}")
-            return embed(texts)
-
-        embedder.embed = embed_and_record
-        return embedder
+def gpus_given() -> str:
+    """The GPUs Ray gave this process, and where it pointed CUDA."""
+    return f"{','.join(str(gpu) for gpu in ray.get_gpu_ids())} {os.environ.get('CUDA_VISIBLE_DEVICES')}"
 
 
 @pytest.fixture
 def worker_env(monkeypatch):
     assert not ray.is_initialized()  # the engine under test must start or join Ray itself
-    # Workers import the fake embedder from tests/ (pickled by reference); Ray's processes inherit this
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    let_workers_import_tests(monkeypatch)
 
 
 @pytest.fixture
@@ -67,7 +51,7 @@ def test_on_two_nodes_joined_by_address_the_index_is_a_local_runs_and_an_embedde
     write(docs, ".rag-acl.toml", 'default = "allow"\n[[rules]]\npath = "log-0*"\nallow = ["user:carol"]\n')
     record = tmp_path / "actors"
     record.mkdir()
-    engine = RayEngine(RecordsThreads(record), address=two_nodes.address)
+    engine = RayEngine(RecordsEachEmbedder(record, torch_threads), address=two_nodes.address)
 
     local = index_folder(docs, tmp_path / "local", HashEmbedder(), progress=False, **SMALL)
     remote = index_folder(docs, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=engine)
@@ -89,7 +73,12 @@ def test_on_a_cluster_with_a_gpu_the_embedder_actor_is_given_it(worker_env, tmp_
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         index_folder(
-            docs, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=RayEngine(RecordsGpus(record))
+            docs,
+            tmp_path / "ray",
+            HashEmbedder(),
+            progress=False,
+            **SMALL,
+            engine=RayEngine(RecordsEachEmbedder(record, gpus_given)),
         )
     finally:
         ray.shutdown()

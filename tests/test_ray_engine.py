@@ -4,6 +4,7 @@ Both tests share one Ray instance (starting one costs seconds); the fake embedde
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,17 @@ TESTS = Path(__file__).resolve().parent
 SMALL = {"chunk_size": 12, "overlap": 2}  # many chunks from a few short files
 
 
+def let_workers_import_tests(patch: pytest.MonkeyPatch) -> None:
+    """Workers import the fake embedder from tests/ (pickled by reference): put it on the path that the Ray
+    processes started after this inherit."""
+    patch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
+    patch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
 @pytest.fixture(scope="module")
 def local_ray():
-    # Workers import the fake embedder from tests/ (pickled by reference): put it on their path.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
-        patch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+        let_workers_import_tests(patch)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         yield
         ray.shutdown()
@@ -140,25 +146,29 @@ def test_a_killed_embedding_worker_is_retried_and_the_index_is_the_same(local_ra
     assert_same_index(tmp_path / "local", tmp_path / "ray")
 
 
-class RecordsThreads:
-    """An embedder factory whose embedders write down, in each process that embeds, torch's thread count (the
-    parsing actors load it too, for its token counter, but never embed)."""
+class RecordsEachEmbedder:
+    """An embedder factory whose embedders write down ``note()`` in each process that embeds (the parsing actors
+    load an embedder too, for its token counter, but never embed). ``note`` must be importable by the workers."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, note: Callable[[], str]) -> None:
+        self.folder, self.note = folder, note
 
     def __call__(self):
-        import torch
-
-        embedder, folder = HashEmbedder(), self.folder
+        embedder, folder, note = HashEmbedder(), self.folder, self.note
         embed = embedder.embed
 
         def embed_and_record(texts):
-            (folder / f"actor-{os.getpid()}").write_text(str(torch.get_num_threads()))
+            (folder / f"actor-{os.getpid()}").write_text(note())
             return embed(texts)
 
         embedder.embed = embed_and_record
         return embedder
+
+
+def torch_threads() -> str:
+    import torch
+
+    return str(torch.get_num_threads())
 
 
 def test_on_a_cpu_node_one_embedder_actor_embeds_on_all_its_cores_and_the_callers_ray_context_is_restored(
@@ -170,7 +180,7 @@ def test_on_a_cpu_node_one_embedder_actor_embeds_on_all_its_cores_and_the_caller
 
     record = tmp_path / "actors"
     record.mkdir()
-    engine = RayEngine(RecordsThreads(record))
+    engine = RayEngine(RecordsEachEmbedder(record, torch_threads))
     options = DataContext.get_current().execution_options
     options.preserve_order = False  # the caller's own setting
     index_folder(folder, tmp_path / "ray", HashEmbedder(), progress=False, **SMALL, engine=engine)
